@@ -1,0 +1,38 @@
+# Two commands set everything up: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+ENV = eval "$$($(PY) tools/localenv.py)"
+PORT ?= 8000
+
+.PHONY: run test venv migrate seed package bench bench-quick clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+run: venv
+	@$(ENV) && $(PY) -m chalicelib.cli migrate \
+	  && $(PY) -m chalicelib.cli seed --size small --if-empty \
+	  && $(PY) -m chalicelib.cli refresh-views >/dev/null \
+	  && TOKEN=$$($(PY) -m chalicelib.cli token --tenant 1 --role admin --ttl 86400) \
+	  && echo "" \
+	  && echo "Ready. Try:" \
+	  && echo "  curl -s -H \"Authorization: Bearer $$TOKEN\" 'http://127.0.0.1:$(PORT)/api/departments?clientId=1'" \
+	  && echo "" \
+	  && exec $(PY) -m chalicelib.cli serve --port $(PORT)
+
+test: venv
+	@$(ENV) && $(PY) -m pytest -q $(PYTEST_ARGS)
+
+migrate: venv
+	@$(ENV) && $(PY) -m chalicelib.cli migrate
+
+seed: venv
+	@$(ENV) && $(PY) -m chalicelib.cli seed --size $(or $(SIZE),small) $(SEED_ARGS)
+
+clean:
+	rm -rf $(VENV) .local build

@@ -1,0 +1,119 @@
+"""Routes and schedules only: parse the request, call a service, return its response."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from chalice import Chalice, Rate, Response
+
+from chalicelib import web
+from chalicelib.booking import service
+from chalicelib.http import ApiError, json_response, parse_json_body
+from chalicelib.observability import configure, log_scheduled
+from chalicelib.openapi import document
+
+app = Chalice(app_name="hospital-booking", configure_logs=False)
+configure(app)
+
+JSON_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+
+
+def _request() -> tuple[dict[str, str], Any, Optional[str]]:
+    request = app.current_request
+    return dict(request.query_params or {}), request.headers, request.headers.get("if-none-match")
+
+
+def _json_body() -> dict[str, Any]:
+    request = app.current_request
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise ApiError(415, "Send the body as Content-Type: application/json.", code="unsupported_media_type")
+    return parse_json_body(request.raw_body)
+
+
+@app.route("/api/health")
+@web.endpoint
+def health() -> Response:
+    return web.health()
+
+
+@app.route("/api/openapi.json")
+@web.endpoint
+def openapi() -> Response:
+    return json_response(document())
+
+
+@app.route("/api/departments")
+@web.endpoint
+def departments() -> Response:
+    params, headers, inm = _request()
+    return service.departments(web.principal(headers), params, inm)
+
+
+@app.route("/api/doctors")
+@web.endpoint
+def doctors() -> Response:
+    params, headers, inm = _request()
+    return service.doctors(web.principal(headers), params, inm)
+
+
+@app.route("/api/patients")
+@web.endpoint
+def patients() -> Response:
+    params, headers, inm = _request()
+    return service.patients(web.principal(headers), params, inm)
+
+
+@app.route("/api/slots/available")
+@web.endpoint
+def free_slots() -> Response:
+    params, headers, inm = _request()
+    return service.free_slots(web.principal(headers), params, inm)
+
+
+@app.route("/api/appointments/list")
+@web.endpoint
+def appointment_list() -> Response:
+    params, headers, inm = _request()
+    return service.appointment_list(web.principal(headers), params, inm)
+
+
+@app.route("/api/appointments", methods=["POST"], content_types=JSON_TYPES)
+@web.endpoint
+def book() -> Response:
+    headers = app.current_request.headers
+    caller = web.principal(headers)
+    return service.book(caller, _json_body(), headers.get("idempotency-key"))
+
+
+@app.route("/api/appointments/{appointment_id}/cancel", methods=["POST"], content_types=JSON_TYPES)
+@web.endpoint
+def cancel(appointment_id: str) -> Response:
+    caller = web.principal(app.current_request.headers)
+    return service.cancel(caller, appointment_id, _json_body())
+
+
+@app.route("/api/dashboard/stats")
+@web.endpoint
+def dashboard() -> Response:
+    params, headers, inm = _request()
+    return service.dashboard(web.principal(headers), params, inm)
+
+
+@app.route("/api/cache/stats")
+@web.endpoint
+def cache_stats() -> Response:
+    return web.cache_stats(web.principal(app.current_request.headers))
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="refresh_views")
+def refresh_views(event: Any) -> dict[str, Any]:
+    from chalicelib.jobs.refresh import run_scheduled_refresh
+
+    return log_scheduled("refresh_views", run_scheduled_refresh)
+
+
+@app.schedule(Rate(1, unit=Rate.DAYS), name="extend_slots")
+def extend_slots(event: Any) -> dict[str, Any]:
+    from chalicelib.jobs.slots import run_scheduled_extension
+
+    return log_scheduled("extend_slots", run_scheduled_extension)

@@ -1,0 +1,1 @@
+"""Hospital booking API: the code behind app.py."""

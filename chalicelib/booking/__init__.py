@@ -1,0 +1,1 @@
+"""Booking domain: request models, read queries, write commands."""

@@ -1,0 +1,157 @@
+"""Service functions behind the routes: guard, validate, read through the cache or write
+and invalidate. Each returns a Chalice Response."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Mapping, Optional
+
+from chalice import Response
+
+from chalicelib.auth import Principal, require_role, require_tenant
+from chalicelib.booking import commands, queries
+from chalicelib.booking.models import (AppointmentListQuery, BookingBody, CancelBody, DoctorsQuery,
+                                       PatientsQuery, SlotsQuery, TenantQuery, parse)
+from chalicelib.cache import keys as scopes
+from chalicelib.cache.invalidation import after_write, replay_outbox
+from chalicelib.cache.tiered import CacheResult, TieredCache, get_cache
+from chalicelib.http import JSON_HEADERS, ApiError, json_response
+
+log = logging.getLogger(__name__)
+STAFF = ("staff", "admin")
+_recovery_hooked = threading.Lock()
+
+
+def cache() -> TieredCache:
+    """This container's cache, with outbox replay hooked to Redis recovery."""
+    current = get_cache()
+    if current.l2 is not None and current.l2.on_recover is None:
+        with _recovery_hooked:
+            if current.l2.on_recover is None:
+                current.l2.on_recover = lambda: _replay_quietly(current)
+    return current
+
+
+def _replay_quietly(current: TieredCache) -> None:
+    try:
+        replay_outbox(current)
+    except Exception:  # noqa: BLE001 - replay is retried by the schedule
+        log.warning("outbox replay after Redis recovery failed; the schedule will retry")
+
+
+def cached_response(result: CacheResult, if_none_match: Optional[str]) -> Response:
+    """200 with the cached body, or 304 when the client's ETag matches; API.md headers."""
+    import time
+
+    entry = result.entry
+    timing = f'cache;desc="{result.source}";dur={result.elapsed_s * 1000:.3f}'
+    if result.db_s:
+        timing += f", db;dur={result.db_s * 1000:.3f}"
+    headers = {"X-Cache": result.source, "Server-Timing": timing, "ETag": entry.etag,
+               "Cache-Control": f"private, max-age={entry.max_age(time.time())}"}
+    if if_none_match and entry.etag in (t.strip() for t in if_none_match.split(",")):
+        return Response(body="", status_code=304, headers=headers)
+    return Response(body=entry.body, status_code=200, headers={**JSON_HEADERS, **headers})
+
+
+def _read(resource: str, tenant: int, params: str, deps: tuple[str, ...],
+          loader: Callable[[], Optional[str]], if_none_match: Optional[str], missing: str) -> Response:
+    current = cache()
+    key = current.keys.key(tenant, resource, params, deps)
+    result = current.get_or_load(key, loader, current.policy(resource))
+    if result is None:
+        raise ApiError(404, missing)
+    return cached_response(result, if_none_match)
+
+
+_NO_TENANT = "No hospital with this clientId exists."
+
+
+def _tenant_guard(principal: Principal, client_id: int, *roles: str) -> None:
+    require_tenant(principal, client_id)
+    if roles:
+        require_role(principal, *roles)
+
+
+def departments(principal: Principal, params: Mapping[str, str], inm: Optional[str]) -> Response:
+    """GET /api/departments."""
+    q = parse(TenantQuery, params)
+    _tenant_guard(principal, q.clientId)
+    return _read("departments", q.clientId, "all", (scopes.CATALOG,),
+                 lambda: queries.departments(q.clientId), inm, _NO_TENANT)
+
+
+def doctors(principal: Principal, params: Mapping[str, str], inm: Optional[str]) -> Response:
+    """GET /api/doctors."""
+    q = parse(DoctorsQuery, params)
+    _tenant_guard(principal, q.clientId)
+    return _read("doctors", q.clientId, f"dep={q.departmentId or ''}", (scopes.CATALOG,),
+                 lambda: queries.doctors(q), inm, _NO_TENANT)
+
+
+def patients(principal: Principal, params: Mapping[str, str], inm: Optional[str]) -> Response:
+    """GET /api/patients (staff and admin only)."""
+    q = parse(PatientsQuery, params)
+    _tenant_guard(principal, q.clientId, *STAFF)
+    return _read("patients", q.clientId, f"q={q.q.strip().lower()}:n={q.limit}", (scopes.PATIENTS,),
+                 lambda: queries.patients(q), inm, _NO_TENANT)
+
+
+def free_slots(principal: Principal, params: Mapping[str, str], inm: Optional[str]) -> Response:
+    """GET /api/slots/available."""
+    q = parse(SlotsQuery, params)
+    _tenant_guard(principal, q.clientId)
+    deps = (scopes.slots_scope(q.date, q.doctorId),)
+    return _read("slots", q.clientId, f"{q.date}:dep={q.departmentId or ''}:doc={q.doctorId or ''}", deps,
+                 lambda: queries.free_slots(q), inm, _NO_TENANT)
+
+
+def appointment_list(principal: Principal, params: Mapping[str, str], inm: Optional[str]) -> Response:
+    """GET /api/appointments/list (staff, admin; a patient sees only their own)."""
+    q = parse(AppointmentListQuery, params)
+    _tenant_guard(principal, q.clientId)
+    q.check_range()
+    if principal.is_patient:
+        if q.patientId is not None and q.patientId != principal.patient_id:
+            raise ApiError(403, "A patient may list only their own appointments.")
+        q = q.model_copy(update={"patientId": principal.patient_id})
+    deps = (scopes.appointments_day_scope(q.date),) if q.date is not None else (scopes.ALL_APPOINTMENTS,)
+    params_key = ":".join(f"{k}={v}" for k, v in sorted(q.model_dump(exclude_none=True).items()))
+    return _read("appointments", q.clientId, params_key, deps,
+                 lambda: queries.appointment_list(q), inm, _NO_TENANT)
+
+
+def dashboard(principal: Principal, params: Mapping[str, str], inm: Optional[str]) -> Response:
+    """GET /api/dashboard/stats (staff and admin)."""
+    q = parse(TenantQuery, params)
+    _tenant_guard(principal, q.clientId, *STAFF)
+    return _read("dashboard", q.clientId, "stats", (scopes.DASHBOARD,),
+                 lambda: queries.dashboard(q.clientId), inm, _NO_TENANT)
+
+
+def book(principal: Principal, body: Mapping[str, object], idempotency_key: Optional[str]) -> Response:
+    """POST /api/appointments."""
+    b = parse(BookingBody, body)
+    require_tenant(principal, b.clientId)
+    if principal.is_patient and b.patientId != principal.patient_id:
+        raise ApiError(403, "A patient may book only for themselves.")
+    if idempotency_key is not None and not (1 <= len(idempotency_key) <= 200 and idempotency_key.isprintable()):
+        raise ApiError(400, "Idempotency-Key must be 1 to 200 printable characters.")
+    result = commands.book(b, idempotency_key)
+    if result.touched is not None:
+        after_write(cache(), result.touched)
+    return json_response(result.body, status=result.status)
+
+
+def cancel(principal: Principal, appointment_id: str, body: Mapping[str, object]) -> Response:
+    """POST /api/appointments/{id}/cancel."""
+    if not appointment_id.isdigit() or not 1 <= int(appointment_id) <= 2**63 - 1:
+        raise ApiError(400, "The appointment id in the path must be a positive integer.")
+    b = parse(CancelBody, body)
+    require_tenant(principal, b.clientId)
+    if not principal.is_patient:
+        require_role(principal, *STAFF)
+    result = commands.cancel(int(appointment_id), b, principal.patient_id)
+    if result.touched is not None:
+        after_write(cache(), result.touched)
+    return json_response(result.body, status=result.status)

@@ -1,0 +1,1 @@
+"""The three-tier read cache: memory (L1), Redis (L2), PostgreSQL loaders (L3)."""

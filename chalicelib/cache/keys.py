@@ -1,0 +1,63 @@
+"""Cache key layout. Every key carries the tenant in a Redis Cluster hash tag, so one
+tenant's versions, bodies and locks share a shard and a multi-key MGET stays legal.
+
+    {ns}:v:{t42}:slots:2026-11-26:d7   version key (tracked by L1 invalidation)
+    {ns}:b:{t42}:slots:<params>        body key (entry: envelope + body)
+    {ns}:l:{t42}:slots:<params>        loader lock
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    """One cacheable answer: its body key, lock key and the version keys it depends on."""
+
+    tenant: int
+    resource: str
+    body: str
+    lock: str
+    versions: tuple[str, ...]
+
+
+class KeySpace:
+    """Builds keys under one namespace."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.version_prefix = f"{namespace}:v:"
+
+    def version(self, tenant: int, scope: str) -> str:
+        """The version key of one invalidation scope of a tenant."""
+        return f"{self.version_prefix}{{t{tenant}}}:{scope}"
+
+    def key(self, tenant: int, resource: str, params: str, scopes: Iterable[str]) -> CacheKey:
+        """The key of `resource` for canonical `params`, depending on `scopes`."""
+        tail = f"{{t{tenant}}}:{resource}:{params}"
+        return CacheKey(tenant, resource, f"{self.namespace}:b:{tail}", f"{self.namespace}:l:{tail}",
+                        tuple(self.version(tenant, s) for s in scopes))
+
+
+# Invalidation scopes: which version keys a read depends on, and which a write bumps.
+CATALOG = "catalog"
+PATIENTS = "patients"
+DASHBOARD = "dash"
+ALL_APPOINTMENTS = "appts"
+
+
+def slots_scope(day: dt.date, doctor_id: Optional[int] = None) -> str:
+    """Free slots of one local day (of one doctor, when given)."""
+    return f"slots:{day.isoformat()}" + (f":d{doctor_id}" if doctor_id is not None else "")
+
+
+def appointments_day_scope(day: dt.date) -> str:
+    """Appointment lists of one local day."""
+    return f"appts:{day.isoformat()}"
+
+
+def scopes_touched_by_booking(day: dt.date, doctor_id: int) -> tuple[str, ...]:
+    """Everything a booking or cancel of a slot (doctor, day) can change."""
+    return (slots_scope(day), slots_scope(day, doctor_id), appointments_day_scope(day), ALL_APPOINTMENTS)

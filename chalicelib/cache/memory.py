@@ -1,0 +1,70 @@
+"""L1: a module-level, thread-safe LRU of entries, bounded by count and by bytes.
+
+It lives as long as the Lambda container (or the `chalice local` process). It only
+stores; whether an entry may be served is decided by the orchestrator's policy.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Optional
+
+from chalicelib.cache.entry import Entry
+
+
+class MemoryTier:
+    """LRU store: get / set / delete / clear, with entry and byte limits."""
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._data: "OrderedDict[str, Entry]" = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.evictions = 0
+
+    def get(self, key: str) -> Optional[Entry]:
+        """The entry under `key`, marked most recently used; None when absent."""
+        entry = self._data.get(key)
+        if entry is not None:
+            try:
+                self._data.move_to_end(key)
+            except KeyError:  # deleted by another thread in between
+                pass
+        return entry
+
+    def set(self, key: str, entry: Entry) -> None:
+        """Store `entry`, evicting least recently used entries past the limits."""
+        if entry.size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._bytes -= old.size
+            self._data[key] = entry
+            self._bytes += entry.size
+            while len(self._data) > self.max_entries or self._bytes > self.max_bytes:
+                _, evicted = self._data.popitem(last=False)
+                self._bytes -= evicted.size
+                self.evictions += 1
+
+    def delete(self, key: str) -> None:
+        """Forget `key` if present."""
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._bytes -= old.size
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._data.clear()
+            self._bytes = 0
+
+    @property
+    def entries(self) -> int:
+        return len(self._data)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes

@@ -1,0 +1,148 @@
+"""L2: Redis, shared by all containers. Storage operations only (get, conditional set,
+locks, version reads and bumps), each behind short timeouts and a circuit breaker.
+
+Every method returns a neutral value instead of raising when Redis is unreachable or the
+breaker is open, so callers fall back to L1 and PostgreSQL; `available` says which.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Callable, Optional, Sequence, TypeVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from chalicelib.cache.breaker import CircuitBreaker
+from chalicelib.cache.stats import TierStats
+from chalicelib.settings import RedisSettings
+
+T = TypeVar("T")
+
+# KEYS: version keys..., body key. ARGV: expected version values..., payload, ttl ms.
+# Stores the body only while every version is still what the loader read before loading,
+# so a reader that loaded pre-write data cannot overwrite a newer body.
+_SET_IF_VERSIONS = """
+local n = #KEYS - 1
+for i = 1, n do
+  if redis.call('GET', KEYS[i]) ~= ARGV[i] then return 0 end
+end
+redis.call('SET', KEYS[#KEYS], ARGV[n + 1], 'PX', ARGV[n + 2])
+return 1
+"""
+
+# KEYS: version keys. ARGV: a fresh token per key. Returns each key's value, creating
+# missing ones. Tokens are random, so a version lost with a Redis restart never repeats.
+_GET_OR_INIT_VERSIONS = """
+local out = {}
+for i = 1, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if not v then
+    v = ARGV[i]
+    redis.call('SET', KEYS[i], v)
+  end
+  out[i] = v
+end
+return out
+"""
+
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def new_token() -> str:
+    """A fresh, never-repeating version value."""
+    return f"{time.time_ns():x}{secrets.token_hex(4)}"
+
+
+def make_client(settings: RedisSettings, **extra: object) -> redis.Redis:
+    """A redis-py client with short timeouts and no hidden retries."""
+    return redis.Redis(
+        host=settings.host, port=settings.port, db=settings.db,
+        username=settings.username, password=settings.password, ssl=settings.tls,
+        socket_connect_timeout=settings.connect_timeout_s, socket_timeout=settings.read_timeout_s,
+        retry=Retry(NoBackoff(), 0), health_check_interval=0, **extra,  # type: ignore[arg-type]
+    )
+
+
+class RedisTier:
+    """Shared cache storage in Redis, guarded by a circuit breaker."""
+
+    def __init__(self, settings: RedisSettings, stats: TierStats) -> None:
+        self.settings = settings
+        self.stats = stats
+        self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
+        self.client = make_client(settings)
+        self._set_if_versions = self.client.register_script(_SET_IF_VERSIONS)
+        self._get_or_init = self.client.register_script(_GET_OR_INIT_VERSIONS)
+        self._release = self.client.register_script(_RELEASE_LOCK)
+        self.on_recover: Optional[Callable[[], None]] = None
+
+    @property
+    def available(self) -> bool:
+        """False while the breaker is open (Redis considered down)."""
+        return self.breaker.state != "open"
+
+    def _call(self, fn: Callable[[], T], default: T) -> T:
+        if not self.breaker.allow():
+            return default
+        was_failing = self.breaker.state != "closed"
+        try:
+            result = fn()
+        except (RedisError, OSError):
+            self.stats.errors += 1
+            self.breaker.failure()
+            return default
+        self.breaker.success()
+        if was_failing and self.on_recover is not None:
+            self.on_recover()
+        return result
+
+    def fetch(self, version_keys: Sequence[str], body_key: str) -> Optional[list[Optional[bytes]]]:
+        """One MGET of the version keys and the body; None when Redis is unavailable."""
+        return self._call(lambda: self.client.mget([*version_keys, body_key]), None)
+
+    def init_versions(self, version_keys: Sequence[str]) -> Optional[list[bytes]]:
+        """Current values of `version_keys`, creating the missing ones; None if unavailable."""
+        tokens = [new_token() for _ in version_keys]
+        return self._call(lambda: self._get_or_init(keys=list(version_keys), args=tokens), None)
+
+    def store(self, version_keys: Sequence[str], versions: Sequence[str], body_key: str,
+              payload: bytes, ttl_ms: int) -> bool:
+        """Store `payload` under `body_key` if every version is unchanged; True if stored."""
+        return bool(self._call(
+            lambda: self._set_if_versions(keys=[*version_keys, body_key], args=[*versions, payload, ttl_ms]),
+            0))
+
+    def try_lock(self, lock_key: str, ttl_ms: int) -> Optional[str]:
+        """Take the loader lock for a key; returns the lock's token, or None if held."""
+        token = secrets.token_hex(8)
+        got = self._call(lambda: self.client.set(lock_key, token, nx=True, px=ttl_ms), None)
+        return token if got else None
+
+    def lock_held(self, lock_key: str) -> bool:
+        """Is someone holding the loader lock?"""
+        return bool(self._call(lambda: self.client.exists(lock_key), 0))
+
+    def unlock(self, lock_key: str, token: str) -> None:
+        """Release a lock this caller holds."""
+        self._call(lambda: self._release(keys=[lock_key], args=[token]), 0)
+
+    def bump(self, version_keys: Sequence[str]) -> Optional[dict[str, str]]:
+        """Give each version key a fresh value; returns them, or None if Redis is unavailable."""
+        values = {key: new_token() for key in version_keys}
+        ok = self._call(lambda: self.client.mset(values), None)
+        return values if ok else None
+
+    def ping(self) -> bool:
+        """Is Redis answering now?"""
+        return bool(self._call(self.client.ping, False))
+
+    def memory_used(self) -> Optional[int]:
+        """Redis `used_memory` in bytes, if available."""
+        info = self._call(lambda: self.client.info("memory"), None)
+        return int(info["used_memory"]) if info else None

@@ -1,0 +1,139 @@
+"""Invalidation pushes for L1: a RESP3 connection with `CLIENT TRACKING ON BCAST PREFIX`
+on the version-key prefix.
+
+Lambda freezes containers between invocations, so no listener thread can run. Redis
+queues the pushes in this socket instead; `drain()` reads them without blocking at the
+start of each request and reports the version keys that changed. While the connection is
+healthy, L1 may trust the version values it has seen; when it is lost, when it was idle
+longer than a bound, or when a keep-alive PING goes unanswered, `drain()` reports a reset
+and L1 must stop trusting what it knew.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Optional
+
+from redis.connection import Connection, SSLConnection
+from redis.exceptions import RedisError
+
+from chalicelib.cache.breaker import CircuitBreaker
+from chalicelib.settings import RedisSettings
+
+PING_EVERY_S = 5.0
+PONG_WITHIN_S = 2.0
+
+
+class DrainResult:
+    """What one drain found: changed version keys, or a reset (trust nothing)."""
+
+    __slots__ = ("keys", "reset")
+
+    def __init__(self, keys: list[str], reset: bool) -> None:
+        self.keys = keys
+        self.reset = reset
+
+
+_NOTHING = DrainResult([], False)
+
+
+class InvalidationTracker:
+    """Owns the tracking connection; `healthy` means pushes are being received."""
+
+    def __init__(self, settings: RedisSettings, prefix: str, idle_bound_s: float) -> None:
+        self.settings = settings
+        self.prefix = prefix
+        self.idle_bound_s = idle_bound_s
+        self.breaker = CircuitBreaker(1, settings.breaker_cooldown_s)
+        self._conn: Optional[Connection] = None
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+        self._last_drain = 0.0
+        self._ping_sent_at: Optional[float] = None
+        self._last_ping = 0.0
+        self.sequence = 0  # increases with every processed invalidation or reset
+
+    @property
+    def healthy(self) -> bool:
+        return self._conn is not None
+
+    def _on_push(self, message: list) -> None:
+        keys = message[1] if len(message) > 1 else None
+        if keys is None:  # a flush: every key may have changed
+            self._pending.append("")
+            return
+        for key in keys:
+            self._pending.append(key.decode() if isinstance(key, bytes) else str(key))
+
+    def _connect(self) -> bool:
+        if not self.breaker.allow():
+            return False
+        cls = SSLConnection if self.settings.tls else Connection
+        conn = cls(host=self.settings.host, port=self.settings.port, db=self.settings.db,
+                   username=self.settings.username, password=self.settings.password, protocol=3,
+                   socket_connect_timeout=self.settings.connect_timeout_s,
+                   socket_timeout=self.settings.read_timeout_s)
+        try:
+            conn.connect()
+            conn._parser.set_invalidation_push_handler(self._on_push)
+            conn.send_command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self.prefix)
+            conn.read_response()
+        except (RedisError, OSError):
+            conn.disconnect()
+            self.breaker.failure()
+            return False
+        self.breaker.success()
+        self._conn = conn
+        self._ping_sent_at = None
+        self._last_ping = time.monotonic()
+        return True
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.disconnect()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
+        self._conn = None
+
+    def drain(self) -> DrainResult:
+        """Read every queued push without blocking; connect first if needed."""
+        with self._lock:
+            now = time.monotonic()
+            if self._conn is None:
+                if not self._connect():
+                    return DrainResult([], True) if self._last_drain else _NOTHING
+                self._last_drain = now
+                self.sequence += 1
+                return DrainResult([], True)
+            reset = now - self._last_drain > self.idle_bound_s
+            self._last_drain = now
+            conn = self._conn
+            try:
+                while conn.can_read(timeout=0):
+                    reply = conn.read_response(push_request=True)
+                    if reply in (b"PONG", "PONG"):
+                        self._ping_sent_at = None
+                if self._ping_sent_at is not None and now - self._ping_sent_at > PONG_WITHIN_S:
+                    raise ConnectionError("tracking connection did not answer PING")
+                if self._ping_sent_at is None and now - self._last_ping > PING_EVERY_S:
+                    conn.send_command("PING")
+                    self._ping_sent_at = now
+                    self._last_ping = now
+            except (RedisError, OSError, ConnectionError):
+                self._drop()
+                self._pending.clear()
+                self.sequence += 1
+                return DrainResult([], True)
+            if not self._pending:
+                return DrainResult([], True) if reset else _NOTHING
+            keys, self._pending = self._pending, []
+            self.sequence += 1
+            if "" in keys:
+                return DrainResult([], True)
+            return DrainResult(keys, reset)
+
+    def close(self) -> None:
+        """Drop the connection (tests, shutdown)."""
+        with self._lock:
+            self._drop()

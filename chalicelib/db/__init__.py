@@ -1,0 +1,1 @@
+"""PostgreSQL access: connections, migrations, seed data."""

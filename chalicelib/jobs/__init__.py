@@ -1,0 +1,1 @@
+"""Scheduled jobs (slot generation) that run outside the request path."""

@@ -1,0 +1,254 @@
+"""One frozen settings object, read lazily from the process environment.
+
+`chalice local` applies `.chalice/config.json` over the shell's environment and the
+Chalice test client swaps `os.environ` only during a call, so nothing here is read at
+import time: `get_settings()` reads on first use and `reset_settings()` forgets.
+In AWS, credentials come from Secrets Manager (see `chalicelib.secrets`).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Mapping
+from urllib.parse import quote, unquote, urlparse
+
+DEFAULT_POLICIES: dict[str, tuple[float, float]] = {
+    # resource: (fresh seconds, stale window seconds kept beyond freshness)
+    "dashboard": (30.0, 600.0),
+    "appointments": (10.0, 300.0),
+    "departments": (3600.0, 86400.0),
+    "doctors": (3600.0, 86400.0),
+    "patients": (30.0, 300.0),
+    "slots": (15.0, 300.0),
+}
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """Where and how to reach PostgreSQL."""
+
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = "postgres"
+    password: str | None = None
+    database: str = "hospital"
+    ssl_mode: str = "disable"  # disable | require | verify-full
+    ssl_root_cert: str | None = None
+    statement_timeout_ms: int = 5000
+    connect_timeout_s: float = 5.0
+
+    @property
+    def url(self) -> str:
+        """The settings as a postgresql:// URL (password included: never log it)."""
+        auth = quote(self.user, safe="")
+        if self.password:
+            auth += ":" + quote(self.password, safe="")
+        return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}"
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """Where and how to reach Redis; `enabled=False` runs without the L2 tier."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 6379
+    password: str | None = None
+    username: str | None = None
+    db: int = 0
+    tls: bool = False
+    connect_timeout_s: float = 0.05
+    read_timeout_s: float = 0.05
+    breaker_failures: int = 3
+    breaker_cooldown_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """Cache behaviour; policies are (fresh seconds, stale window seconds)."""
+
+    namespace: str = "hb"
+    policies: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
+    jitter: float = 0.1
+    l1_max_entries: int = 5000
+    l1_max_bytes: int = 32 * 1024 * 1024
+    l1_max_age_s: float = 300.0
+    l1_max_age_untracked_s: float = 2.0
+    tracking_idle_bound_s: float = 60.0
+    max_stale_age_s: float = 300.0
+    lock_ttl_ms: int = 3000
+    lock_wait_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the API, the jobs and the CLI read from the environment."""
+
+    db: DatabaseSettings
+    redis: RedisSettings
+    cache: CacheSettings
+    auth_secret: str
+    stage: str = "dev"
+    refresh_lock_id: int = 7_100_001
+    refresh_timeout_ms: int = 120_000
+    slot_horizon_days: int = 30
+    log_level: str = "INFO"
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def parse_database_url(url: str) -> dict[str, object]:
+    """Split a postgresql:// URL into DatabaseSettings keyword arguments."""
+    parsed = urlparse(url)
+    if parsed.scheme not in {"postgres", "postgresql"}:
+        raise ValueError("DATABASE_URL must start with postgresql://")
+    out: dict[str, object] = {}
+    if parsed.hostname:
+        out["host"] = parsed.hostname
+    if parsed.port:
+        out["port"] = parsed.port
+    if parsed.username:
+        out["user"] = unquote(parsed.username)
+    if parsed.password:
+        out["password"] = unquote(parsed.password)
+    if parsed.path and parsed.path != "/":
+        out["database"] = parsed.path.lstrip("/")
+    for part in parsed.query.split("&"):
+        if part.startswith("sslmode="):
+            out["ssl_mode"] = part.split("=", 1)[1]
+        elif part.startswith("sslrootcert="):
+            out["ssl_root_cert"] = unquote(part.split("=", 1)[1])
+    return out
+
+
+def parse_redis_url(url: str) -> dict[str, object]:
+    """Split a redis:// or rediss:// URL into RedisSettings keyword arguments."""
+    parsed = urlparse(url)
+    if parsed.scheme not in {"redis", "rediss"}:
+        raise ValueError("REDIS_URL must start with redis:// or rediss://")
+    out: dict[str, object] = {"tls": parsed.scheme == "rediss"}
+    if parsed.hostname:
+        out["host"] = parsed.hostname
+    if parsed.port:
+        out["port"] = parsed.port
+    if parsed.username:
+        out["username"] = unquote(parsed.username)
+    if parsed.password:
+        out["password"] = unquote(parsed.password)
+    if parsed.path and parsed.path.strip("/"):
+        out["db"] = int(parsed.path.strip("/"))
+    return out
+
+
+def _policies(env: Mapping[str, str]) -> dict[str, tuple[float, float]]:
+    """Per-resource policies; `CACHE_TTL_<RESOURCE>` and `CACHE_STALE_<RESOURCE>` override."""
+    out = dict(DEFAULT_POLICIES)
+    for name, (fresh, stale) in DEFAULT_POLICIES.items():
+        fresh = float(env.get(f"CACHE_TTL_{name.upper()}", fresh))
+        stale = float(env.get(f"CACHE_STALE_{name.upper()}", stale))
+        out[name] = (fresh, stale)
+    return out
+
+
+def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from an environment mapping (default `os.environ`) and optional secrets.
+
+    `secrets` (from Secrets Manager in AWS) supplies DATABASE_URL, REDIS_URL or
+    REDIS_PASSWORD and AUTH_SECRET; the process environment wins where both set a value.
+    """
+    env = dict(os.environ if env is None else env)
+    merged = {**(secrets or {}), **{k: v for k, v in env.items() if v != ""}}
+
+    db_kwargs: dict[str, object] = {}
+    if merged.get("DATABASE_URL"):
+        db_kwargs.update(parse_database_url(merged["DATABASE_URL"]))
+    else:
+        for key, field_name, conv in (
+            ("PGHOST", "host", str), ("PGPORT", "port", int), ("PGUSER", "user", str),
+            ("PGPASSWORD", "password", str), ("PGDATABASE", "database", str),
+        ):
+            if merged.get(key):
+                db_kwargs[field_name] = conv(merged[key])
+    if merged.get("PGSSLMODE"):
+        db_kwargs["ssl_mode"] = merged["PGSSLMODE"]
+    if merged.get("PGSSLROOTCERT"):
+        db_kwargs["ssl_root_cert"] = merged["PGSSLROOTCERT"]
+    if merged.get("DB_STATEMENT_TIMEOUT_MS"):
+        db_kwargs["statement_timeout_ms"] = int(merged["DB_STATEMENT_TIMEOUT_MS"])
+
+    redis_kwargs: dict[str, object] = {}
+    if merged.get("REDIS_URL"):
+        redis_kwargs.update(parse_redis_url(merged["REDIS_URL"]))
+    else:
+        if _bool(merged.get("REDIS_DISABLED")):
+            redis_kwargs["enabled"] = False
+        for key, field_name, conv in (
+            ("REDIS_HOST", "host", str), ("REDIS_PORT", "port", int), ("REDIS_PASSWORD", "password", str),
+        ):
+            if merged.get(key):
+                redis_kwargs[field_name] = conv(merged[key])
+        if merged.get("REDIS_TLS"):
+            redis_kwargs["tls"] = _bool(merged["REDIS_TLS"])
+    for key, field_name, conv in (
+        ("REDIS_CONNECT_TIMEOUT", "connect_timeout_s", float),
+        ("REDIS_READ_TIMEOUT", "read_timeout_s", float),
+        ("REDIS_BREAKER_FAILURES", "breaker_failures", int),
+        ("REDIS_BREAKER_COOLDOWN", "breaker_cooldown_s", float),
+    ):
+        if merged.get(key):
+            redis_kwargs[field_name] = conv(merged[key])
+
+    cache_kwargs: dict[str, object] = {"policies": _policies(merged)}
+    for key, field_name, conv in (
+        ("CACHE_NAMESPACE", "namespace", str),
+        ("CACHE_JITTER", "jitter", float),
+        ("CACHE_L1_MAX_ENTRIES", "l1_max_entries", int),
+        ("CACHE_L1_MAX_BYTES", "l1_max_bytes", int),
+        ("CACHE_L1_MAX_AGE", "l1_max_age_s", float),
+        ("CACHE_L1_MAX_AGE_UNTRACKED", "l1_max_age_untracked_s", float),
+        ("CACHE_MAX_STALE_AGE", "max_stale_age_s", float),
+        ("CACHE_LOCK_WAIT", "lock_wait_s", float),
+    ):
+        if merged.get(key):
+            cache_kwargs[field_name] = conv(merged[key])
+
+    return Settings(
+        db=DatabaseSettings(**db_kwargs),  # type: ignore[arg-type]
+        redis=RedisSettings(**redis_kwargs),  # type: ignore[arg-type]
+        cache=CacheSettings(**cache_kwargs),  # type: ignore[arg-type]
+        auth_secret=merged.get("AUTH_SECRET", ""),
+        stage=merged.get("STAGE", "dev"),
+        refresh_timeout_ms=int(merged.get("REFRESH_TIMEOUT_MS", 120_000)),
+        slot_horizon_days=int(merged.get("SLOT_HORIZON_DAYS", 30)),
+        log_level=merged.get("LOG_LEVEL", "INFO"),
+    )
+
+
+_lock = threading.Lock()
+_current: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The settings of this container, read on first use."""
+    global _current
+    settings = _current
+    if settings is None:
+        with _lock:
+            if _current is None:
+                from chalicelib.secrets import load_secret_values
+
+                _current = load_settings(secrets=load_secret_values())
+            settings = _current
+    return settings
+
+
+def reset_settings() -> None:
+    """Forget the settings so the next `get_settings()` reads the environment again."""
+    global _current
+    with _lock:
+        _current = None
