@@ -36,3 +36,12 @@ seed: venv
 
 clean:
 	rm -rf $(VENV) .local build
+
+package: venv
+	infra/package.sh build/package
+
+bench: venv
+	@$(ENV) && $(PY) -m bench --full
+
+bench-quick: venv
+	@$(ENV) && $(PY) -m bench --quick

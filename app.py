@@ -5,7 +5,7 @@ from typing import Any, Optional
 
 from chalice import Chalice, Rate, Response
 
-from chalicelib import web
+from chalicelib import monitor, web
 from chalicelib.booking import service
 from chalicelib.http import ApiError, json_response, parse_json_body
 from chalicelib.observability import configure, log_scheduled
@@ -14,7 +14,8 @@ from chalicelib.openapi import document
 app = Chalice(app_name="hospital-booking", configure_logs=False)
 configure(app)
 
-JSON_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+# "*/*": every Content-Type reaches the handler, so a wrong one gets the API's JSON 415, not Chalice's.
+JSON_TYPES = ["application/json", "*/*"]
 
 
 def _request() -> tuple[dict[str, str], Any, Optional[str]]:
@@ -103,6 +104,11 @@ def dashboard() -> Response:
 @web.endpoint
 def cache_stats() -> Response:
     return web.cache_stats(web.principal(app.current_request.headers))
+
+
+@app.route("/monitor")
+def monitor_page() -> Response:
+    return monitor.page_response()
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="refresh_views")

@@ -42,12 +42,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+SEED_TIMEOUT_MS = 15 * 60 * 1000
+
+
 def cmd_seed(args: argparse.Namespace) -> int:
     from chalicelib.db import connection
     from chalicelib.db.seed import SeedRefused, seed
 
-    conn = connection.connect()
-    conn.run("SET statement_timeout = 0")
+    conn = connection.connect(statement_timeout_ms=SEED_TIMEOUT_MS)
     started = time.perf_counter()
     try:
         counts = seed(conn, size=args.size, seed=args.seed, force=args.force,

@@ -44,7 +44,7 @@ def _post(summary: str, model: type[BaseModel], roles: str, codes: dict[str, str
 
 @lru_cache(maxsize=1)
 def document() -> dict[str, Any]:
-    """The whole OpenAPI 3.0 document for this API."""
+    """The whole OpenAPI 3.1 document for this API."""
     write_codes = {"400": "validation_error", "401": "unauthorized", "403": "forbidden", "404": "not_found",
                    "503": "unavailable"}
     cancel = _post("Cancel an appointment", CancelBody, "staff, admin; patient (own)",
@@ -56,7 +56,7 @@ def document() -> dict[str, Any]:
     book["post"]["parameters"] = [{"name": "Idempotency-Key", "in": "header", "required": False,
                                    "schema": {"type": "string", "maxLength": 200}}]
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "Hospital booking API", "version": "1.0.0"},
         "paths": {
             "/api/health": {"get": {"summary": "Health", "responses": {"200": {"description": "OK"},
@@ -69,6 +69,10 @@ def document() -> dict[str, Any]:
             "/api/appointments": book,
             "/api/appointments/{id}/cancel": cancel,
             "/api/dashboard/stats": _get("Dashboard", TenantQuery, "staff, admin"),
+            "/monitor": {"get": {"summary": "Cache monitor page (HTML)",
+                                 "description": "No token needed for the page; its data needs an admin token.",
+                                 "responses": {"200": {"description": "HTML", "content": {
+                                     "text/html": {"schema": {"type": "string"}}}}}}},
             "/api/cache/stats": {"get": {"summary": "Cache statistics", "description": "Roles: admin.",
                                          "security": [{"bearer": []}],
                                          "responses": {"200": {"description": "OK"}}}},

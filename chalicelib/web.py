@@ -24,9 +24,7 @@ def endpoint(handler: Callable[..., Response]) -> Callable[..., Response]:
     @functools.wraps(handler)
     def wrapped(*args: Any, **kwargs: Any) -> Response:
         try:
-            from chalicelib.booking.service import cache
-
-            cache().begin_request()
+            _service().cache().begin_request()
             return handler(*args, **kwargs)
         except ApiError as exc:
             return exc.to_response()
@@ -38,6 +36,13 @@ def endpoint(handler: Callable[..., Response]) -> Callable[..., Response]:
             return error_response(500, "internal_error", "Something went wrong on our side; it has been logged.")
 
     return wrapped
+
+
+def _service() -> Any:
+    """The booking service module (imported on first use: it imports the cache)."""
+    from chalicelib.booking import service
+
+    return service
 
 
 def principal(headers: Any) -> Principal:

@@ -15,6 +15,7 @@ INT8_MAX = 9_223_372_036_854_775_807
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CURSOR_RE = re.compile(r"^[A-Za-z0-9_-]{1,120}$")
 MAX_RANGE_DAYS = 366
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL (would be a 500)
 
 
 def _iso_date(value: Any) -> Any:
@@ -83,7 +84,7 @@ class DoctorsQuery(TenantQuery):
 
 
 class PatientsQuery(TenantQuery):
-    q: Annotated[str, Field(min_length=1, max_length=100)]
+    q: Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL)]
     limit: Annotated[int, Field(ge=1, le=100)] = 20
 
 
@@ -125,12 +126,12 @@ class BookingBody(BodyModel):
     clientId: Id4
     slotId: Id8
     patientId: Id4
-    reason: Optional[Annotated[str, Field(max_length=500)]] = None
+    reason: Optional[Annotated[str, Field(max_length=500, pattern=NO_NUL)]] = None
 
 
 class CancelBody(BodyModel):
     clientId: Id4
-    reason: Optional[Annotated[str, Field(max_length=500)]] = None
+    reason: Optional[Annotated[str, Field(max_length=500, pattern=NO_NUL)]] = None
 
 
 def _details(exc: ValidationError) -> list[dict[str, str]]:

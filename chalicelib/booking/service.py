@@ -2,6 +2,7 @@
 and invalidate. Each returns a Chalice Response."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from typing import Callable, Mapping, Optional
@@ -14,6 +15,7 @@ from chalicelib.booking.models import (AppointmentListQuery, BookingBody, Cancel
                                        PatientsQuery, SlotsQuery, TenantQuery, parse)
 from chalicelib.cache import keys as scopes
 from chalicelib.cache.invalidation import after_write, replay_outbox
+from chalicelib.cache.keys import CacheKey
 from chalicelib.cache.tiered import CacheResult, TieredCache, get_cache
 from chalicelib.http import JSON_HEADERS, ApiError, json_response
 
@@ -54,14 +56,49 @@ def cached_response(result: CacheResult, if_none_match: Optional[str]) -> Respon
     return Response(body=entry.body, status_code=200, headers={**JSON_HEADERS, **headers})
 
 
-def _read(resource: str, tenant: int, params: str, deps: tuple[str, ...],
-          loader: Callable[[], Optional[str]], if_none_match: Optional[str], missing: str) -> Response:
+def _read(key: CacheKey, loader: Callable[[], Optional[str]], if_none_match: Optional[str],
+          missing: str) -> Response:
     current = cache()
-    key = current.keys.key(tenant, resource, params, deps)
-    result = current.get_or_load(key, loader, current.policy(resource))
+    result = current.get_or_load(key, loader, current.policy(key.resource))
     if result is None:
         raise ApiError(404, missing)
     return cached_response(result, if_none_match)
+
+
+# -- cache keys: one builder per cached read, shared by the routes and the pre-warm job
+# (chalicelib.jobs.prewarm), so a pre-warmed entry has byte-identical body and version keys.
+def departments_key(tenant: int) -> CacheKey:
+    """GET /api/departments."""
+    return get_cache().keys.key(tenant, "departments", "all", (scopes.CATALOG,))
+
+
+def doctors_key(tenant: int, department_id: Optional[int] = None) -> CacheKey:
+    """GET /api/doctors (all active doctors when department_id is None)."""
+    return get_cache().keys.key(tenant, "doctors", f"dep={department_id or ''}", (scopes.CATALOG,))
+
+
+def patients_key(tenant: int, q: str, limit: int) -> CacheKey:
+    """GET /api/patients."""
+    return get_cache().keys.key(tenant, "patients", f"q={q.strip().lower()}:n={limit}", (scopes.PATIENTS,))
+
+
+def slots_key(tenant: int, day: dt.date, department_id: Optional[int] = None,
+              doctor_id: Optional[int] = None) -> CacheKey:
+    """GET /api/slots/available for one local day (no filters when both ids are None)."""
+    return get_cache().keys.key(tenant, "slots", f"{day}:dep={department_id or ''}:doc={doctor_id or ''}",
+                                (scopes.slots_scope(day, doctor_id),))
+
+
+def appointments_key(q: AppointmentListQuery) -> CacheKey:
+    """GET /api/appointments/list (after the patient restriction is applied)."""
+    deps = (scopes.appointments_day_scope(q.date),) if q.date is not None else (scopes.ALL_APPOINTMENTS,)
+    params_key = ":".join(f"{k}={v}" for k, v in sorted(q.model_dump(exclude_none=True).items()))
+    return get_cache().keys.key(q.clientId, "appointments", params_key, deps)
+
+
+def dashboard_key(tenant: int) -> CacheKey:
+    """GET /api/dashboard/stats."""
+    return get_cache().keys.key(tenant, "dashboard", "stats", (scopes.DASHBOARD,))
 
 
 _NO_TENANT = "No hospital with this clientId exists."
@@ -77,33 +114,29 @@ def departments(principal: Principal, params: Mapping[str, str], inm: Optional[s
     """GET /api/departments."""
     q = parse(TenantQuery, params)
     _tenant_guard(principal, q.clientId)
-    return _read("departments", q.clientId, "all", (scopes.CATALOG,),
-                 lambda: queries.departments(q.clientId), inm, _NO_TENANT)
+    return _read(departments_key(q.clientId), lambda: queries.departments(q.clientId), inm, _NO_TENANT)
 
 
 def doctors(principal: Principal, params: Mapping[str, str], inm: Optional[str]) -> Response:
     """GET /api/doctors."""
     q = parse(DoctorsQuery, params)
     _tenant_guard(principal, q.clientId)
-    return _read("doctors", q.clientId, f"dep={q.departmentId or ''}", (scopes.CATALOG,),
-                 lambda: queries.doctors(q), inm, _NO_TENANT)
+    return _read(doctors_key(q.clientId, q.departmentId), lambda: queries.doctors(q), inm, _NO_TENANT)
 
 
 def patients(principal: Principal, params: Mapping[str, str], inm: Optional[str]) -> Response:
     """GET /api/patients (staff and admin only)."""
     q = parse(PatientsQuery, params)
     _tenant_guard(principal, q.clientId, *STAFF)
-    return _read("patients", q.clientId, f"q={q.q.strip().lower()}:n={q.limit}", (scopes.PATIENTS,),
-                 lambda: queries.patients(q), inm, _NO_TENANT)
+    return _read(patients_key(q.clientId, q.q, q.limit), lambda: queries.patients(q), inm, _NO_TENANT)
 
 
 def free_slots(principal: Principal, params: Mapping[str, str], inm: Optional[str]) -> Response:
     """GET /api/slots/available."""
     q = parse(SlotsQuery, params)
     _tenant_guard(principal, q.clientId)
-    deps = (scopes.slots_scope(q.date, q.doctorId),)
-    return _read("slots", q.clientId, f"{q.date}:dep={q.departmentId or ''}:doc={q.doctorId or ''}", deps,
-                 lambda: queries.free_slots(q), inm, _NO_TENANT)
+    return _read(slots_key(q.clientId, q.date, q.departmentId, q.doctorId), lambda: queries.free_slots(q),
+                 inm, _NO_TENANT)
 
 
 def appointment_list(principal: Principal, params: Mapping[str, str], inm: Optional[str]) -> Response:
@@ -115,18 +148,14 @@ def appointment_list(principal: Principal, params: Mapping[str, str], inm: Optio
         if q.patientId is not None and q.patientId != principal.patient_id:
             raise ApiError(403, "A patient may list only their own appointments.")
         q = q.model_copy(update={"patientId": principal.patient_id})
-    deps = (scopes.appointments_day_scope(q.date),) if q.date is not None else (scopes.ALL_APPOINTMENTS,)
-    params_key = ":".join(f"{k}={v}" for k, v in sorted(q.model_dump(exclude_none=True).items()))
-    return _read("appointments", q.clientId, params_key, deps,
-                 lambda: queries.appointment_list(q), inm, _NO_TENANT)
+    return _read(appointments_key(q), lambda: queries.appointment_list(q), inm, _NO_TENANT)
 
 
 def dashboard(principal: Principal, params: Mapping[str, str], inm: Optional[str]) -> Response:
     """GET /api/dashboard/stats (staff and admin)."""
     q = parse(TenantQuery, params)
     _tenant_guard(principal, q.clientId, *STAFF)
-    return _read("dashboard", q.clientId, "stats", (scopes.DASHBOARD,),
-                 lambda: queries.dashboard(q.clientId), inm, _NO_TENANT)
+    return _read(dashboard_key(q.clientId), lambda: queries.dashboard(q.clientId), inm, _NO_TENANT)
 
 
 def book(principal: Principal, body: Mapping[str, object], idempotency_key: Optional[str]) -> Response:
@@ -145,7 +174,7 @@ def book(principal: Principal, body: Mapping[str, object], idempotency_key: Opti
 
 def cancel(principal: Principal, appointment_id: str, body: Mapping[str, object]) -> Response:
     """POST /api/appointments/{id}/cancel."""
-    if not appointment_id.isdigit() or not 1 <= int(appointment_id) <= 2**63 - 1:
+    if not (appointment_id.isascii() and appointment_id.isdigit()) or not 1 <= int(appointment_id) <= 2**63 - 1:
         raise ApiError(400, "The appointment id in the path must be a positive integer.")
     b = parse(CancelBody, body)
     require_tenant(principal, b.clientId)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable, Optional
 
 
@@ -29,13 +30,18 @@ class KeySpace:
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self.version_prefix = f"{namespace}:v:"
+        # Hot keys repeat: build each CacheKey once (bounded memo).
+        self.key = lru_cache(maxsize=16384)(self._build)  # type: ignore[method-assign]
 
     def version(self, tenant: int, scope: str) -> str:
         """The version key of one invalidation scope of a tenant."""
         return f"{self.version_prefix}{{t{tenant}}}:{scope}"
 
-    def key(self, tenant: int, resource: str, params: str, scopes: Iterable[str]) -> CacheKey:
-        """The key of `resource` for canonical `params`, depending on `scopes`."""
+    def key(self, tenant: int, resource: str, params: str, scopes: tuple[str, ...]) -> CacheKey:
+        """The key of `resource` for canonical `params`, depending on `scopes` (memoized)."""
+        return self._build(tenant, resource, params, scopes)
+
+    def _build(self, tenant: int, resource: str, params: str, scopes: Iterable[str]) -> CacheKey:
         tail = f"{{t{tenant}}}:{resource}:{params}"
         return CacheKey(tenant, resource, f"{self.namespace}:b:{tail}", f"{self.namespace}:l:{tail}",
                         tuple(self.version(tenant, s) for s in scopes))

@@ -6,8 +6,9 @@ stores; whether an entry may be served is decided by the orchestrator's policy.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
-from typing import Optional
+from typing import Iterable, Optional
 
 from chalicelib.cache.entry import Entry
 
@@ -18,20 +19,21 @@ class MemoryTier:
     def __init__(self, max_entries: int, max_bytes: int) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self._data: "OrderedDict[str, Entry]" = OrderedDict()
+        self._data: "OrderedDict[str, tuple[Entry, float]]" = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.evictions = 0
 
-    def get(self, key: str) -> Optional[Entry]:
-        """The entry under `key`, marked most recently used; None when absent."""
-        entry = self._data.get(key)
-        if entry is not None:
+    def get(self, key: str) -> Optional[tuple[Entry, float]]:
+        """The entry under `key` and when it was stored here (epoch seconds), marked most
+        recently used; None when absent."""
+        item = self._data.get(key)
+        if item is not None:
             try:
                 self._data.move_to_end(key)
             except KeyError:  # deleted by another thread in between
                 pass
-        return entry
+        return item
 
     def set(self, key: str, entry: Entry) -> None:
         """Store `entry`, evicting least recently used entries past the limits."""
@@ -40,12 +42,12 @@ class MemoryTier:
         with self._lock:
             old = self._data.pop(key, None)
             if old is not None:
-                self._bytes -= old.size
-            self._data[key] = entry
+                self._bytes -= old[0].size
+            self._data[key] = (entry, time.time())
             self._bytes += entry.size
             while len(self._data) > self.max_entries or self._bytes > self.max_bytes:
                 _, evicted = self._data.popitem(last=False)
-                self._bytes -= evicted.size
+                self._bytes -= evicted[0].size
                 self.evictions += 1
 
     def delete(self, key: str) -> None:
@@ -53,7 +55,17 @@ class MemoryTier:
         with self._lock:
             old = self._data.pop(key, None)
             if old is not None:
-                self._bytes -= old.size
+                self._bytes -= old[0].size
+
+    def drop_depending_on(self, version_keys: Iterable[str]) -> int:
+        """Forget every entry built under any of `version_keys`; returns how many."""
+        wanted = set(version_keys)
+        with self._lock:
+            stale = [k for k, (e, _) in self._data.items() if any(v in wanted for v, _ in e.versions)]
+            for key in stale:
+                entry, _ = self._data.pop(key)
+                self._bytes -= entry.size
+        return len(stale)
 
     def clear(self) -> None:
         """Forget everything."""

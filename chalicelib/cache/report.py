@@ -31,7 +31,7 @@ def stats_document() -> dict[str, Any]:
     if current.l2 is None:
         l2.update(state="disabled", breaker="disabled", memoryUsedBytes=None)
     else:
-        l2.update(state="ok" if current.l2.available else "down", breaker=current.l2.breaker.state,
+        l2.update(state="ok" if current.l2.breaker.state == "closed" else "down", breaker=current.l2.breaker.state,
                   memoryUsedBytes=current.l2.memory_used() if current.l2.available else None)
     requests = s.l1.hits + s.l1.misses
     answered_from_cache = s.l1.hits + s.l2.hits

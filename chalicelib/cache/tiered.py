@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 from chalicelib.cache.entry import Entry, Versions
@@ -32,14 +31,16 @@ from chalicelib.settings import Settings
 _OK, _UNKNOWN, _INVALID = 0, 1, 2
 
 
-@dataclass(frozen=True, slots=True)
 class CacheResult:
     """An entry and which tier answered: 'L1', 'L2', 'DB' or 'STALE'; db_s is loader time."""
 
-    entry: Entry
-    source: str
-    elapsed_s: float
-    db_s: float = 0.0
+    __slots__ = ("entry", "source", "elapsed_s", "db_s")
+
+    def __init__(self, entry: Entry, source: str, elapsed_s: float, db_s: float = 0.0) -> None:
+        self.entry = entry
+        self.source = source
+        self.elapsed_s = elapsed_s
+        self.db_s = db_s
 
 
 class TieredCache:
@@ -81,7 +82,9 @@ class TieredCache:
         """The policy for a resource name."""
         return self.policies[resource]
 
-    def _l1_state(self, entry: Entry, policy: Policy, now: float) -> int:
+    def _l1_state(self, entry: Entry, stored_at: float, policy: Policy, now: float) -> int:
+        """Whether an L1 entry may be served: OK, UNKNOWN (ask L2) or INVALID. Ages count
+        from when this container stored (and so last verified) the entry."""
         local = self.local_versions
         unknown = False
         for key, value in entry.versions:
@@ -90,12 +93,12 @@ class TieredCache:
                 unknown = True
             elif known != value:
                 return _INVALID
-        if now - entry.created > self.config.l1_max_age_s:
+        if now - stored_at > self.config.l1_max_age_s:
             return _UNKNOWN
         if unknown:
             if self.l2 is not None and self.l2.available:
                 return _UNKNOWN
-            if policy.critical and now - entry.created > self.config.l1_max_age_untracked_s:
+            if policy.critical and now - stored_at > self.config.l1_max_age_untracked_s:
                 return _INVALID
         return _OK
 
@@ -105,10 +108,12 @@ class TieredCache:
         "no such thing": nothing is cached and None is returned)."""
         started = time.perf_counter()
         now = time.time()
-        entry = self.l1.get(key.body)
+        item = self.l1.get(key.body)
         fallback: Optional[Entry] = None
-        if entry is not None:
-            state = self._l1_state(entry, policy, now)
+        stored_at = 0.0
+        if item is not None:
+            entry, stored_at = item
+            state = self._l1_state(entry, stored_at, policy, now)
             if state == _OK:
                 if now < entry.fresh_until:
                     elapsed = time.perf_counter() - started
@@ -130,7 +135,7 @@ class TieredCache:
             fallback = None
         if versions is None:  # Redis unavailable: stamp with what this container knows
             versions = tuple((k, self.local_versions.get(k, "")) for k in key.versions)
-            if fallback is not None and self._l1_state(fallback, policy, now) == _INVALID:
+            if fallback is not None and self._l1_state(fallback, stored_at, policy, now) == _INVALID:
                 fallback = None
         return self._load(key, loader, policy, versions, fallback, started)
 
@@ -171,9 +176,24 @@ class TieredCache:
                     self.l1.set(key.body, waited)
                     return CacheResult(waited, "L2", time.perf_counter() - started)
                 lock_token = waited
+            if lock_token is not None:
+                # The previous holder may have stored and released between our read and our
+                # lock: look once more before loading again.
+                stored = self._fresh_in_l2(key)
+                if stored is not None:
+                    self.l2.unlock(key.lock, lock_token)
+                    self.l1.set(key.body, stored)
+                    return CacheResult(stored, "L2", time.perf_counter() - started)
         t0 = time.perf_counter()
+        entry: Optional[Entry] = None
         try:
             body = loader()
+            db_s = time.perf_counter() - t0
+            if body is not None:
+                entry = Entry.build(body, versions, policy.fresh_for(), policy.stale_s)
+                if self.l2 is not None:  # stored before the lock is released (finally)
+                    ttl_ms = int((entry.stale_until - entry.created) * 1000) + 1000
+                    self.l2.store(key.versions, [v for _, v in versions], key.body, entry.encode(), ttl_ms)
         except DatabaseUnavailable:
             self.stats.db.errors += 1
             self.stats.db.record(False, time.perf_counter() - t0)
@@ -184,16 +204,23 @@ class TieredCache:
         finally:
             if lock_token is not None and self.l2 is not None:
                 self.l2.unlock(key.lock, lock_token)
-        db_s = time.perf_counter() - t0
         self.stats.db.record(True, db_s)
-        if body is None:
+        if entry is None:
             return None
-        entry = Entry.build(body, versions, policy.fresh_for(), policy.stale_s)
-        if self.l2 is not None:
-            ttl_ms = int((entry.stale_until - entry.created) * 1000) + 1000
-            self.l2.store(key.versions, [v for _, v in versions], key.body, entry.encode(), ttl_ms)
         self.l1.set(key.body, entry)
         return CacheResult(entry, "DB", time.perf_counter() - started, db_s)
+
+    def _fresh_in_l2(self, key: CacheKey) -> Optional[Entry]:
+        """The L2 entry of `key` if it is fresh and built under the current versions."""
+        assert self.l2 is not None
+        reply = self.l2.fetch(key.versions, key.body)
+        if reply is None or reply[-1] is None:
+            return None
+        entry = Entry.decode(reply[-1])
+        current = tuple((k, v.decode() if v else "") for k, v in zip(key.versions, reply[:-1]))
+        if entry is not None and entry.versions == current and time.time() < entry.fresh_until:
+            return entry
+        return None
 
     def _wait_for_winner(self, key: CacheKey, versions: Versions) -> Entry | str | None:
         """Poll L2 for the lock holder's value. Returns the entry, or our own lock token
@@ -235,6 +262,11 @@ class TieredCache:
             self.local_versions.update(values)
             if self.tracker is not None:
                 self.tracker.sequence += 1
+        if not told and self.l2 is not None:
+            # Redis is down: the tracker resets local versions on every request while it is
+            # disconnected, so the bump above is forgotten at once; drop the L1 copies this
+            # write made stale, or this container would serve them (untracked max age).
+            self.l1.drop_depending_on(version_keys)
         return told or self.l2 is None
 
     def bump_keys(self, version_keys: Iterable[str]) -> bool:

@@ -10,6 +10,7 @@ import socket
 import ssl
 import threading
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Iterator
 
 import pg8000.native
@@ -42,9 +43,13 @@ def _ssl_context(settings: DatabaseSettings) -> ssl.SSLContext | None:
     return context
 
 
-def connect(settings: DatabaseSettings | None = None, database: str | None = None) -> pg8000.native.Connection:
-    """Open a new connection with the statement timeout and UTC session time zone."""
+def connect(settings: DatabaseSettings | None = None, database: str | None = None,
+            statement_timeout_ms: int | None = None) -> pg8000.native.Connection:
+    """Open a new connection with the statement timeout (the settings' unless given; the
+    socket timeout follows it) and UTC session time zone."""
     settings = settings or get_settings().db
+    if statement_timeout_ms is not None:
+        settings = replace(settings, statement_timeout_ms=statement_timeout_ms)
     try:
         return pg8000.native.Connection(
             user=settings.user,

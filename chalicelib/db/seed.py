@@ -6,6 +6,7 @@ Dates and times are relative to "today" in each tenant's time zone.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import time
 from dataclasses import dataclass
@@ -89,7 +90,7 @@ DATA_TABLES = (
 )
 _COUNTED = ("tenant", "department", "doctor", "working_hours", "slot", "patient", "appointment")
 # Secondary indexes and FK/exclusion constraints of these are rebuilt after the bulk load.
-_BULK_TABLES = ["slot", "appointment"]
+_BULK_TABLES = ("slot", "appointment")
 
 # seed_u: uniform [0, 1) from (seed, key). seed_status: appointment status for a time band
 # ('past', 'now', 'future') and a uniform draw; cancelled is always the top band, so a
@@ -112,7 +113,7 @@ _FUNCTIONS_SQL = (
 )
 
 _SEED_TENANT_SQL = """
-CREATE TEMP TABLE seed_tenant ON COMMIT DROP AS
+CREATE TEMP TABLE seed_tenant AS
 SELECT t.ord::integer AS tenant_id, t.name, t.zone AS time_zone, t.weight,
        (now() AT TIME ZONE t.zone)::date AS today,
        ((now() AT TIME ZONE t.zone)::date)::timestamp AT TIME ZONE t.zone AS today_start,
@@ -174,13 +175,15 @@ WHERE wd <> p.day_off AND ((wd <= 5 AND NOT b.sat) OR (wd = 6 AND b.sat AND p.sa
 
 _PATIENT_SQL = """
 INSERT INTO patient (tenant_id, id, record_number, name, birth_date)
-SELECT st.tenant_id, st.patient_first_id + n - 1, 'MRN-' || lpad(n::text, 6, '0'),
-       (CAST(:first AS text[]))[1 + floor(pg_temp.seed_u(:seed, (st.patient_first_id + n) || ':first')
+SELECT st.tenant_id, p.id, 'MRN-' || lpad(n::text, 6, '0'),
+       (CAST(:first AS text[]))[1 + floor(pg_temp.seed_u(:seed, p.id || ':first')
                                           * cardinality(CAST(:first AS text[])))::integer]
-       || ' ' || (CAST(:last AS text[]))[1 + floor(pg_temp.seed_u(:seed, (st.patient_first_id + n) || ':last')
+       || ' ' || (CAST(:last AS text[]))[1 + floor(pg_temp.seed_u(:seed, p.id || ':last')
                                                    * cardinality(CAST(:last AS text[])))::integer],
-       st.today - 365 - floor(pg_temp.seed_u(:seed, (st.patient_first_id + n) || ':born') * 365 * 89)::integer
-FROM seed_tenant st CROSS JOIN LATERAL generate_series(1, st.patient_count) AS n
+       st.today - 365 - floor(pg_temp.seed_u(:seed, p.id || ':born') * 365 * 89)::integer
+FROM seed_tenant st
+CROSS JOIN LATERAL generate_series(1, st.patient_count) AS n
+CROSS JOIN LATERAL (SELECT st.patient_first_id + n - 1 AS id) p
 """
 
 # Bands: days before today and today before 12:00 local are 'past', today 12:00-14:00 is
@@ -275,18 +278,15 @@ def seed(
 
     Raises SeedRefused when tenants exist, unless `force`, which truncates the data first.
     The connection must be in autocommit mode (no open transaction); it needs no statement
-    timeout or socket timeout shorter than the load.
+    timeout or socket timeout shorter than the load (about 1.5 minutes for 'large').
     """
-    plan = PLANS[size]
+    if size not in PLANS:
+        raise ValueError(f"size must be one of {sorted(PLANS)}, not {size!r}")
     started = time.monotonic()
 
     def report(phase: str) -> None:
         if progress is not None:
             progress(f"{phase}: {time.monotonic() - started:.1f}s")
-
-    def step(name: str, sql: str, **params: object) -> None:
-        conn.run(sql, **params)
-        report(f"{name} ({conn.row_count} rows)")
 
     conn.run("BEGIN")
     try:
@@ -296,43 +296,54 @@ def seed(
         if conn.run("SELECT EXISTS (SELECT 1 FROM tenant)")[0][0] and not force:
             raise SeedRefused("the database already has tenants; pass force=True to replace all data")
         conn.run(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE")
-        for sql in _FUNCTIONS_SQL:
-            conn.run(sql)
-        detached = conn.run(_DETACH_SQL, tables=_BULK_TABLES)
+        # Bulk load without the secondary indexes and FK/exclusion checks, then rebuild them
+        # from their catalog definitions, so the schema ends up identical.
+        detached = conn.run(_DETACH_SQL, tables=list(_BULK_TABLES))
         for drop, _ in detached:
             conn.run(drop)
-
-        tenants = plan.tenants
-        conn.run(_SEED_TENANT_SQL, names=[t[0] for t in tenants], zones=[t[1] for t in tenants],
-                 weights=[t[2] for t in tenants], ppw=plan.patients_per_weight)
-        step("tenant", _TENANT_SQL)
-        step("department", _DEPARTMENT_SQL, per_tenant=plan.departments, names=[d[0] for d in _DEPARTMENTS])
-        step("doctor", _DOCTOR_SQL, seed=seed, first=list(_FIRST_NAMES), last=list(_LAST_NAMES),
-             dept_names=[d[0] for d in _DEPARTMENTS], specialties=[d[1] for d in _DEPARTMENTS],
-             per_weight=plan.doctors_per_weight)
-        step("working_hours", _WORKING_HOURS_SQL, seed=seed)
-        report(f"slot ({_load_slots(conn, plan)} rows)")
-        step("patient", _PATIENT_SQL, seed=seed, first=list(_FIRST_NAMES), last=list(_LAST_NAMES))
-        step("appointment", _APPOINTMENT_SQL, seed=seed, past_fill=plan.past_fill, now_fill=plan.now_fill,
-             future_fill=plan.future_fill, rebook_rate=plan.rebook_rate, reasons=list(_REASONS),
-             cancel_reasons=list(_CANCEL_REASONS))
-        for seq, table in (("slot_id_seq", "slot"), ("appointment_id_seq", "appointment")):
-            conn.run(f"SELECT setval('{seq}', (SELECT coalesce(max(id), 0) + 1 FROM {table}), false)")
+        _generate(conn, PLANS[size], seed, report)
         for _, create in detached:
             conn.run(create)
         report("indexes and constraints rebuilt")
         conn.run(f"ANALYZE {', '.join(DATA_TABLES)}")
-        report("analyze")
         conn.run("REFRESH MATERIALIZED VIEW dashboard_daily")
-        report("dashboard_daily refreshed")
-        conn.run("DROP FUNCTION pg_temp.seed_u(integer, text), pg_temp.seed_status(text, double precision)")
+        report("analyzed, dashboard_daily refreshed")
         counts = {table: conn.run(f"SELECT count(*) FROM {table}")[0][0] for table in _COUNTED}
         conn.run("COMMIT")
     except BaseException:
-        conn.run("ROLLBACK")
+        with contextlib.suppress(Exception):
+            conn.run("ROLLBACK")
         raise
     report("committed")
     return counts
+
+
+def _generate(conn: pg8000.native.Connection, plan: _Plan, seed: int, report: Callable[[str], None]) -> None:
+    """Insert all rows of `plan` and move the id sequences past them."""
+
+    def step(name: str, sql: str, **params: object) -> None:
+        conn.run(sql, **params)
+        report(f"{name} ({conn.row_count} rows)")
+
+    for sql in _FUNCTIONS_SQL:
+        conn.run(sql)
+    conn.run(_SEED_TENANT_SQL, names=[t[0] for t in plan.tenants], zones=[t[1] for t in plan.tenants],
+             weights=[t[2] for t in plan.tenants], ppw=plan.patients_per_weight)
+    step("tenant", _TENANT_SQL)
+    step("department", _DEPARTMENT_SQL, per_tenant=plan.departments, names=[d[0] for d in _DEPARTMENTS])
+    step("doctor", _DOCTOR_SQL, seed=seed, first=list(_FIRST_NAMES), last=list(_LAST_NAMES),
+         dept_names=[d[0] for d in _DEPARTMENTS], specialties=[d[1] for d in _DEPARTMENTS],
+         per_weight=plan.doctors_per_weight)
+    step("working_hours", _WORKING_HOURS_SQL, seed=seed)
+    report(f"slot ({_load_slots(conn, plan)} rows)")
+    step("patient", _PATIENT_SQL, seed=seed, first=list(_FIRST_NAMES), last=list(_LAST_NAMES))
+    step("appointment", _APPOINTMENT_SQL, seed=seed, past_fill=plan.past_fill, now_fill=plan.now_fill,
+         future_fill=plan.future_fill, rebook_rate=plan.rebook_rate, reasons=list(_REASONS),
+         cancel_reasons=list(_CANCEL_REASONS))
+    for seq, table in (("slot_id_seq", "slot"), ("appointment_id_seq", "appointment")):
+        conn.run(f"SELECT setval('{seq}', (SELECT coalesce(max(id), 0) + 1 FROM {table}), false)")
+    conn.run("DROP FUNCTION pg_temp.seed_u(integer, text), pg_temp.seed_status(text, double precision)")
+    conn.run("DROP TABLE seed_tenant")
 
 
 def _load_slots(conn: pg8000.native.Connection, plan: _Plan) -> int:

@@ -1,1 +1,1 @@
-"""Scheduled jobs (slot generation) that run outside the request path."""
+"""Scheduled jobs that run outside the request path (view refresh, pre-warm, slot generation)."""

@@ -10,8 +10,10 @@ import pg8000.native
 # starts stepping slot_minutes that fit entirely before `ends`. Local wall-clock times
 # become instants through the tenant's IANA zone, so a DST change shifts the UTC times,
 # never the local schedule (a local time that does not exist maps as PostgreSQL maps it;
-# a duplicate instant is skipped by ON CONFLICT). Sorted so that nextval() follows
-# (tenant, doctor, starts_at) and ids are deterministic.
+# a duplicate instant is skipped by ON CONFLICT). Existing slots are filtered out first,
+# so a rerun neither draws sequence values nor probes the unique index row by row; ON
+# CONFLICT covers a concurrent run. Sorted so that nextval() follows (tenant, doctor,
+# starts_at) and ids are deterministic.
 _EXTEND_SQL = """
 WITH tenant_day AS (
     SELECT t.id AS tenant_id, t.time_zone, d::date AS day
@@ -40,7 +42,10 @@ INSERT INTO slot (tenant_id, doctor_id, department_id, day, starts_at, ends_at)
 SELECT tenant_id, doctor_id, department_id, day,
        local_starts AT TIME ZONE time_zone,
        (local_starts AT TIME ZONE time_zone) + length
-FROM local_start
+FROM local_start l
+WHERE NOT EXISTS (SELECT 1 FROM slot s
+                  WHERE s.tenant_id = l.tenant_id AND s.doctor_id = l.doctor_id
+                    AND s.starts_at = l.local_starts AT TIME ZONE l.time_zone)
 ORDER BY tenant_id, doctor_id, local_starts AT TIME ZONE time_zone
 ON CONFLICT (tenant_id, doctor_id, starts_at) DO NOTHING
 """
@@ -59,3 +64,15 @@ def extend_slots(
     """
     conn.run(_EXTEND_SQL, start_day=start_day, horizon_days=horizon_days, tenant_id=tenant_id)
     return conn.row_count
+
+
+def run_scheduled_extension() -> dict[str, int]:
+    """What the daily schedule does: create the missing slots up to the horizon, every tenant."""
+    from chalicelib.db.connection import connect
+    from chalicelib.settings import get_settings
+
+    conn = connect()
+    try:
+        return {"inserted": extend_slots(conn, get_settings().slot_horizon_days)}
+    finally:
+        conn.close()

@@ -1,0 +1,1 @@
+"""`python -m bench`: the cache and API benchmark (see docs/performance.md)."""

@@ -1,0 +1,241 @@
+"""Targets (PASS/FAIL with ratios), the Markdown report, the PNG, and the JSON."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def _f(us: float) -> str:
+    if us != us:  # nan
+        return "n/a"
+    if us >= 10_000:
+        return f"{us / 1000:.1f} ms"
+    if us >= 1000:
+        return f"{us / 1000:.2f} ms"
+    return f"{us:.1f} us" if us >= 10 else f"{us:.2f} us"
+
+
+def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target with its figure, floor, ratio and verdict (missing sections: SKIP)."""
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, ok: bool | None, detail: str) -> None:
+        out.append({"target": name, "status": "SKIP" if ok is None else ("PASS" if ok else "FAIL"), "detail": detail})
+
+    t = r.get("tiers")
+    peers = r.get("peers")
+    if t:
+        ratios = {k: v["l1_hit"]["p50_us"] / v["floor_trivial"]["p50_us"] for k, v in t["routes"].items()}
+        worst = max(ratios, key=ratios.get)
+        add("L1-hit request <= 1.25x trivial-route floor", max(ratios.values()) <= 1.25,
+            f"worst {worst} {ratios[worst]:.2f}x (" + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()) + ")")
+        lk = t["l1_lookup"]["get_or_load_l1"]["p50_us"]
+        if peers and "ours_l1_lookup" in peers:
+            lk = peers["ours_l1_lookup"]["p50_us"]  # measured in alternation with the peers
+        peer_mem = {k: peers[k]["p50_us"] for k in ("dogpile_memory", "cashews_mem")} if peers else {}
+        ok = lk <= 1.0 and all(lk < v for v in peer_mem.values())
+        add("L1 lookup <= 1 us median and faster than every peer's memory hit", ok,
+            f"get_or_load L1 hit {lk:.2f} us (ratio to the 1 us floor: {lk:.2f}x); peers: "
+            + ", ".join(f"{k} {v:.2f} us ({lk / v:.2f}x)" for k, v in peer_mem.items()))
+        l2 = {k: (v["l2_hit"]["p50_us"], v["floor_trivial"]["p50_us"] + 1.2 * v["floor_redis_get"]["p50_us"])
+              for k, v in t["routes"].items()}
+        ratios2 = {k: a / b for k, (a, b) in l2.items()}
+        worst2 = max(ratios2, key=ratios2.get)
+        peer_redis = {k: peers[k]["p50_us"] for k in ("dogpile_redis", "cashews_redis")} if peers else {}
+        slots_l2 = t["routes"]["slots"]["l2_hit"]["p50_us"]
+        ok2 = max(ratios2.values()) <= 1.0 and all(slots_l2 < v for v in peer_redis.values())
+        add("L2-hit request <= floor + 1.2x raw redis GET, and faster than every peer's Redis hit", ok2,
+            f"worst {worst2}: {_f(l2[worst2][0])} vs bound {_f(l2[worst2][1])} = {ratios2[worst2]:.2f}x of bound ("
+            + ", ".join(f"{k} {v:.2f}x" for k, v in ratios2.items()) + f"); slots L2 hit {_f(slots_l2)} vs peers "
+            + ", ".join(f"{k} {_f(v)} ({slots_l2 / v:.2f}x)" for k, v in peer_redis.items()))
+    ba = r.get("beforeafter")
+    if ba:
+        speed = ba["dashboard_live"]["p50_us"] / ba["dashboard_l1_hit"]["p50_us"]
+        add("dashboard L1 hit >= 1000x faster than live aggregation (large)", speed >= 1000,
+            f"live {_f(ba['dashboard_live']['p50_us'])} / L1 hit {_f(ba['dashboard_l1_hit']['p50_us'])} = {speed:,.0f}x")
+    w = r.get("workload")
+    if w:
+        add("workload hit rate >= 95%", w["hit_rate"] >= 0.95,
+            f"{w['hit_rate']:.2%} (L1 {w['l1_rate']:.2%}, L2 {w['l2_rate']:.2%}, DB {w['db_rate']:.2%});"
+            f" {w.get('cold_loads', 0)} of {w['sources'].get('DB', 0)} DB loads were first-ever loads of a key;"
+            f" {w['throughput_rps']:.0f} req/s")
+        add("workload DB queries >= 95% fewer than uncached", w["query_reduction"] >= 0.95,
+            f"{w['queries_cached']} vs {w['queries_uncached']} = {w['query_reduction']:.2%} fewer")
+        add("workload 0 staleness violations", w["violations"] == 0,
+            f"{w['violations']} violations in {w['staleness_checks']} checked reads")
+    h = r.get("http")
+    if h:
+        add("serve keep-alive L1 hit p50 <= 1 ms", h["p50_us"] <= 1000,
+            f"p50 {_f(h['p50_us'])} ({h['p50_us'] / 1000:.2f}x of 1 ms), {h['rps']:.0f} req/s")
+    b = r.get("booking")
+    if b:
+        ratio = b["booking"]["p50_us"] / b["floor_insert_txn"]["p50_us"]
+        add("booking request p50 <= 2x bare INSERT transaction", ratio <= 2.0,
+            f"{_f(b['booking']['p50_us'])} vs {_f(b['floor_insert_txn']['p50_us'])} = {ratio:.2f}x")
+    return out
+
+
+def markdown(r: dict[str, Any], verdicts: list[dict[str, Any]], png_name: str) -> str:
+    m = r["meta"]
+    L = [f"# Benchmark report ({m['mode']}) - {m['timestamp']}", "",
+         f"Machine: {m['cpus']} CPUs, load average at start {m['loadavg_start']}, at end {m.get('loadavg_end')};"
+         f" Python {m['python']}; Chalice {m['chalice']}; redis-py {m['redis_py']}; pg8000 {m['pg8000']}."
+         f" Total run time {m.get('elapsed_s', 0):.0f} s.", "",
+         "Every figure is a median (p50) unless marked p99, measured in this run, next to the floor it is judged"
+         " against and the ratio. Floors and targets are measured in alternating blocks so both see the same"
+         " machine load.", "", "## Targets", "", "| target | result | detail |", "|---|---|---|"]
+    for v in verdicts:
+        L.append(f"| {v['target']} | **{v['status']}** | {v['detail']} |")
+    if m.get("notes"):
+        L += ["", "Notes:"] + [f"- {n}" for n in m["notes"]]
+    f = r.get("floors")
+    if f:
+        L += ["", "## 1. Floors", "", "| floor | p50 | p99 |", "|---|---|---|"]
+        for k, label in (("trivial_route", f"trivial Chalice route, app(event, ctx), {f['body_bytes']['n']} B str body"),
+                         ("redis_get", f"raw redis-py GET, {f['body_bytes']['n']} B"), ("pg_select1", "pg8000 SELECT 1"),
+                         ("pg_insert_txn", "bare INSERT transaction (BEGIN; INSERT; COMMIT)")):
+            L.append(f"| {label} | {_f(f[k]['p50_us'])} | {_f(f[k]['p99_us'])} |")
+    t = r.get("tiers")
+    if t:
+        L += ["", "## 2. Per cached route through `app.app(event, context)`", "",
+              "| route | body | trivial floor | L1 hit (p99) | L1 / floor | raw GET (L2 size) | L2 hit (p99) |"
+              " L2 / (floor + 1.2 GET) | L3 load (p99) | wrong tier |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for k, v in t["routes"].items():
+            fl, l1, g, l2, l3 = (v["floor_trivial"], v["l1_hit"], v["floor_redis_get"], v["l2_hit"], v["l3_load"])
+            bound = fl["p50_us"] + 1.2 * g["p50_us"]
+            L.append(f"| {k} | {v['body_bytes']} B | {_f(fl['p50_us'])} | {_f(l1['p50_us'])} ({_f(l1['p99_us'])}) |"
+                     f" {l1['p50_us'] / fl['p50_us']:.2f}x | {_f(g['p50_us'])} ({v['l2_bytes']} B) |"
+                     f" {_f(l2['p50_us'])} ({_f(l2['p99_us'])}) | {l2['p50_us'] / bound:.2f}x |"
+                     f" {_f(l3['p50_us'])} ({_f(l3['p99_us'])}) | {v['wrong_tier']} |")
+        lk = t["l1_lookup"]
+        L += ["", f"Cache's own L1 lookup, `get_or_load` on an L1-hit key (tight loop): **{_f(lk['get_or_load_l1']['p50_us'])}**"
+                  f" per call (target 1 us: {lk['get_or_load_l1']['p50_us']:.2f}x). `begin_request()` drain, measured"
+                  f" separately: {_f(lk['begin_request']['p50_us'])} per call (per-call timing: p50"
+                  f" {_f(lk['begin_request_per_call']['p50_us'])}, p99 {_f(lk['begin_request_per_call']['p99_us'])})."]
+        L += ["", f"![latency per tier]({png_name})"]
+    ba = r.get("beforeafter")
+    if ba:
+        L += ["", f"## 3. Before/after on the large dataset (tenant {ba['tenant']}: {ba['tenant_share_pct']}% of"
+                  f" {ba['appointments']:,} appointments)", "", "| what | p50 | p99 | vs L1 hit |", "|---|---|---|---|"]
+        for k, label, base in (("dashboard_live", "dashboard, live aggregation (`dashboard_live`)", "dashboard_l1_hit"),
+                               ("dashboard_view", "dashboard from the materialized view (`dashboard`)", "dashboard_l1_hit"),
+                               ("dashboard_l1_hit", "dashboard, L1 hit through the handler", "dashboard_l1_hit"),
+                               ("list_uncached_query", f"appointment list {ba['list_day']} (limit 200), the loader query", "list_l1_hit"),
+                               ("list_l3_request", "same, L3 load through the handler", "list_l1_hit"),
+                               ("list_l1_hit", f"same, L1 hit through the handler ({ba['list_body_bytes']} B)", "list_l1_hit")):
+            L.append(f"| {label} | {_f(ba[k]['p50_us'])} | {_f(ba[k]['p99_us'])} | {ba[k]['p50_us'] / ba[base]['p50_us']:,.0f}x |")
+    w = r.get("workload")
+    if w:
+        L += ["", f"## 4. Workload ({w['processes']} processes, {w['duration_s']:.0f} s measured after {w['warmup_s']:.0f} s warm-up)", "",
+              f"- requests: {w['requests']:,} ({w['throughput_rps']:.0f}/s); reads by route {w['routes']}; writes {w['writes']}; errors {w['errors'] or 'none'}",
+              f"- X-Cache: {w['sources']} -> hit rate **{w['hit_rate']:.2%}** (L1 {w['l1_rate']:.2%}, L2 {w['l2_rate']:.2%}, DB {w['db_rate']:.2%}; floor: 95%)",
+              f"- DB loads: {w.get('cold_loads', 0):,} first-ever loads of a key in this run (cold; the Zipf tail keeps adding keys)"
+              f" + {w.get('reloads', 0):,} re-loads (expiry or invalidation); hit rate excluding first-ever loads {w.get('hit_rate_excl_cold', 0):.2%}",
+              f"- database queries: {w['queries_cached']:,} cached vs {w['queries_uncached']:,} uncached (every read a query) ="
+              f" **{w['query_reduction']:.2%} fewer** (floor: 95%); pg_stat_database transactions per request {w['pg_xacts_per_request']:.3f}"
+              f" ({w['pg_xacts']:,} incl. the checker's own confirmations)",
+              f"- latency per request: p50 {_f(w['latency']['p50_us'])}, p99 {_f(w['latency']['p99_us'])}",
+              f"- staleness: {w['staleness_checks']:,} reads checked against completed writes, {w['staleness_suspects']} suspects,"
+              f" **{w['violations']} violations** (confirmed against PostgreSQL); invalidation pushes received {w['invalidations_received']:,}; lock waits {w['lock_waits']}"]
+        if w["violation_samples"]:
+            L.append(f"- violation samples: `{json.dumps(w['violation_samples'][:3])}`")
+    rh = r.get("redis_health")
+    if rh:
+        L += ["", f"## 5. Redis health: grade **{rh['grade']}** (Redis {rh['redis_version']}, breaker {rh['breaker']}, errors {rh['errors']})", "",
+              "| payload | GET p50 | GET p99 | SET p50 | SET p99 |", "|---|---|---|---|---|"]
+        for size, v in rh["by_size"].items():
+            L.append(f"| {int(size):,} B | {_f(v['get']['p50_us'])} | {_f(v['get']['p99_us'])} | {_f(v['set']['p50_us'])} | {_f(v['set']['p99_us'])} |")
+        L += ["", f"Memory per 1,000 cached bodies of {rh['sample_body_bytes']:,} B (a real slots entry):"
+                  f" {rh['memory_per_1000_bodies_bytes'] / 1e6:.2f} MB ({rh['overhead_per_body_bytes']:.0f} B overhead per body).",
+              "", "Grade scale:", ""] + [f"- **{g}**: {d}" for g, d in rh["grade_scale"]]
+    h = r.get("http")
+    if h:
+        L += ["", "## 6. HTTP (`python -m chalicelib.cli serve --no-schedules`, keep-alive)", "",
+              f"{h['threads']} keep-alive client threads on `/api/departments` (L1 hit) for {h['duration_s']:.0f} s:"
+              f" p50 **{_f(h['p50_us'])}** (target 1 ms), p99 {_f(h['p99_us'])}, {h['rps']:.0f} requests/s;"
+              f" X-Cache {h['sources']}; errors {h['errors']}."]
+    p = r.get("peers")
+    if p and t:
+        slots = t["routes"]["slots"]
+        L += ["", f"## 7. Peers (same process, same {r['meta'].get('peer_payload_bytes')} B payload, hits, per-call average)", "",
+              "| cache | memory-tier hit | Redis-tier hit |", "|---|---|---|",
+              f"| this cache: `get_or_load` L1 (alternating with dogpile) / full L2-hit request through the handler (slots) |"
+              f" {_f(p.get('ours_l1_lookup', t['l1_lookup']['get_or_load_l1'])['p50_us'])} | {_f(slots['l2_hit']['p50_us'])} |",
+              f"| dogpile.cache 1.5 | {_f(p['dogpile_memory']['p50_us'])} | {_f(p['dogpile_redis']['p50_us'])} |",
+              f"| cashews 7.6 | {_f(p['cashews_mem']['p50_us'])} | {_f(p['cashews_redis']['p50_us'])} |"]
+        if not p.get("aiocache_installed"):
+            L.append("| aiocache | not installed | not installed |")
+    b = r.get("booking")
+    if b:
+        L += ["", "## Booking", "",
+              f"POST /api/appointments through `app.app` on distinct free future slots: p50 **{_f(b['booking']['p50_us'])}**,"
+              f" p99 {_f(b['booking']['p99_us'])} vs bare INSERT transaction p50 {_f(b['floor_insert_txn']['p50_us'])}"
+              f" (p99 {_f(b['floor_insert_txn']['p99_us'])}) = {b['booking']['p50_us'] / b['floor_insert_txn']['p50_us']:.2f}x"
+              f" (target 2x); statuses {b['statuses']}."]
+        if "txn_only" in b:
+            L.append("")
+            L.append(f"Breakdown: the booking transaction alone (`commands.book`: BEGIN; the INSERT ... ON CONFLICT CTE;"
+                     f" COMMIT) p50 {_f(b['txn_only']['p50_us'])} = {b['txn_only']['p50_us'] / b['floor_insert_txn']['p50_us']:.2f}x"
+                     f" the bare INSERT; the rest of the request (auth, validation, cache invalidation in Redis,"
+                     f" response) {_f(b['booking']['p50_us'] - b['txn_only']['p50_us'])}.")
+    if r.get("errors"):
+        L += ["", "## Sections that failed to run", ""] + [f"- {k}: `{v}`" for k, v in r["errors"].items()]
+    return "\n".join(L) + "\n"
+
+
+def plot(r: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = r.get("tiers")
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    if t:
+        names = list(t["routes"])
+        series = (("floor_trivial", "trivial-route floor", "#999999"), ("l1_hit", "L1 hit", "#2a9d8f"),
+                  ("l2_hit", "L2 hit", "#e9c46a"), ("l3_load", "L3 load (PostgreSQL)", "#e76f51"))
+        width = 0.2
+        for i, (key, label, color) in enumerate(series):
+            xs = [j + (i - 1.5) * width for j in range(len(names))]
+            p50 = [t["routes"][n][key]["p50_us"] for n in names]
+            p99 = [t["routes"][n][key]["p99_us"] for n in names]
+            ax.bar(xs, p50, width, label=f"{label} p50", color=color)
+            ax.scatter(xs, p99, marker="_", s=120, color="black", zorder=3, label="p99" if i == 0 else None)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names)
+        ax.set_yscale("log")
+        ax.set_ylabel("microseconds per request (log)")
+        ax.set_title(f"Latency per tier through app(event, ctx) - {r['meta']['mode']} {r['meta']['timestamp']}")
+        ax.legend(fontsize=8, ncol=3)
+        ax.grid(axis="y", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(r: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    os.makedirs(RESULTS, exist_ok=True)
+    stamp = r["meta"]["timestamp"]
+    verdicts = targets(r)
+    r["targets"] = verdicts
+    base = os.path.join(RESULTS, stamp)
+    with open(base + ".json", "w") as fh:
+        json.dump(r, fh, indent=1, default=str)
+    png = base + ".png"
+    try:
+        plot(r, png)
+    except Exception as exc:  # noqa: BLE001 - the numbers matter more than the picture
+        r.setdefault("errors", {})["plot"] = repr(exc)
+    md = markdown(r, verdicts, "latest.png")
+    with open(base + ".md", "w") as fh:
+        fh.write(md.replace("(latest.png)", f"({stamp}.png)"))
+    with open(os.path.join(RESULTS, "latest.md"), "w") as fh:
+        fh.write(md)
+    if os.path.exists(png):
+        shutil.copyfile(png, os.path.join(RESULTS, "latest.png"))
+    return verdicts, base + ".md"
