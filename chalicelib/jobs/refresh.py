@@ -54,7 +54,7 @@ def refresh_views() -> dict[str, Any]:
     "outbox_replayed": n, "tenants": n, "ms": total} (plus "error" when failed)."""
     settings = get_settings()
     started = time.perf_counter()
-    conn = db.connect()
+    conn = db.connect(statement_timeout_ms=settings.refresh_timeout_ms)
     result: dict[str, Any] = {"status": "ok", "views": {}, "keys_prewarmed": 0, "outbox_replayed": 0}
     try:
         if not conn.run("SELECT pg_try_advisory_lock(:id)", id=settings.refresh_lock_id)[0][0]:

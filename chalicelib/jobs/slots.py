@@ -71,7 +71,7 @@ def run_scheduled_extension() -> dict[str, int]:
     from chalicelib.db.connection import connect
     from chalicelib.settings import get_settings
 
-    conn = connect()
+    conn = connect(statement_timeout_ms=get_settings().refresh_timeout_ms)
     try:
         return {"inserted": extend_slots(conn, get_settings().slot_horizon_days)}
     finally:
