@@ -3,15 +3,21 @@
 A broken connection is reconnected once; a second failure raises `DatabaseUnavailable`.
 Every connection sets a statement timeout and `TimeZone=UTC`, so `to_json(timestamptz)`
 renders RFC 3339 with an offset.
+
+Statements with parameters run as prepared statements kept per connection: pg8000 sends an
+unnamed statement as parse, describe and execute in three round trips, a prepared one in
+one (and PostgreSQL plans it once, not on every call).
 """
 from __future__ import annotations
 
 import socket
 import ssl
 import threading
+import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
@@ -23,14 +29,20 @@ class DatabaseUnavailable(Exception):
     """PostgreSQL could not be reached or the connection broke twice."""
 
 
-class Conflict(Exception):
-    """A statement broke a unique or exclusion constraint."""
+class WriteOutcomeUnknown(DatabaseUnavailable):
+    """The connection broke after a write was sent: it may or may not have been committed."""
 
 
 _local = threading.local()
+T = TypeVar("T")
 # SQLSTATEs that mean "the server went away" (admin shutdown, crash, cannot connect).
 _GONE = {"57P01", "57P02", "57P03", "08000", "08003", "08006", "08001", "08004"}
-CONFLICT_CODES = {"23505", "23P01"}
+# A prepared statement whose plan no longer fits the schema (after a migration).
+_STALE_STATEMENT = {"0A000", "26000"}
+_STATEMENTS_PER_CONNECTION = 256
+# A connection idle longer than this is checked (SELECT 1) before a write is sent on it.
+IDLE_CHECK_S = 1.0
+_statements: "weakref.WeakKeyDictionary[pg8000.native.Connection, dict[str, Any]]" = weakref.WeakKeyDictionary()
 
 
 def _ssl_context(settings: DatabaseSettings) -> ssl.SSLContext | None:
@@ -83,12 +95,48 @@ def sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+def execute(conn: pg8000.native.Connection, sql: str, **params: Any) -> list[list[Any]]:
+    """Run `sql` on `conn`; with parameters, through this connection's prepared statement
+    for that text (prepared on first use)."""
+    if not params:
+        return conn.run(sql) or []
+    try:
+        return _prepared(conn, sql).run(**params) or []
+    except DatabaseError as exc:
+        if sqlstate(exc) in _STALE_STATEMENT:
+            _statements.get(conn, {}).pop(sql, None)  # prepared again on the next call
+        raise
+
+
+def _prepared(conn: pg8000.native.Connection, sql: str) -> Any:
+    """This connection's prepared statement for `sql` (prepared now if new: one round trip)."""
+    prepared = _statements.setdefault(conn, {})
+    statement = prepared.get(sql)
+    if statement is None:
+        if len(prepared) >= _STATEMENTS_PER_CONNECTION:
+            prepared.clear()  # only dynamic SQL gone wrong gets here; forget rather than grow
+        statement = prepared[sql] = conn.prepare(sql)
+    return statement
+
+
+class Transaction:
+    """The connection of an open transaction; `run` uses prepared statements."""
+
+    def __init__(self, conn: pg8000.native.Connection) -> None:
+        self.conn = conn
+
+    def run(self, sql: str, **params: Any) -> list[list[Any]]:
+        """Run one statement inside the transaction."""
+        return execute(self.conn, sql, **params)
+
+
 def current() -> pg8000.native.Connection:
     """This thread's connection, opened on first use."""
     conn = getattr(_local, "conn", None)
     if conn is None:
         conn = connect()
         _local.conn = conn
+    _local.last_used = time.monotonic()
     return conn
 
 
@@ -103,12 +151,16 @@ def drop_current() -> None:
             pass
 
 
-def run(sql: str, **params: Any) -> list[list[Any]]:
-    """Run one statement in autocommit mode, reconnecting once if the connection broke."""
+def _with_connection(action: Callable[[pg8000.native.Connection], T]) -> T:
+    """`action(connection)` on this thread's connection: reconnect once if the connection
+    was broken, prepare once more if a prepared statement went stale (a migration changed
+    a table it reads); a second failure raises `DatabaseUnavailable`."""
     for attempt in (1, 2):
         try:
-            return current().run(sql, **params) or []
+            return action(current())
         except Exception as exc:  # noqa: BLE001 - classified below
+            if attempt == 1 and sqlstate(exc) in _STALE_STATEMENT:
+                continue
             if not _is_gone(exc) and not isinstance(exc, DatabaseUnavailable):
                 raise
             drop_current()
@@ -117,14 +169,47 @@ def run(sql: str, **params: Any) -> list[list[Any]]:
     raise AssertionError("unreachable")
 
 
+def run(sql: str, **params: Any) -> list[list[Any]]:
+    """Run one statement in autocommit mode (see `_with_connection` for the retries)."""
+    return _with_connection(lambda conn: execute(conn, sql, **params))
+
+
 def scalar(sql: str, **params: Any) -> Any:
     """The first column of the first row, or None."""
     rows = run(sql, **params)
     return rows[0][0] if rows else None
 
 
+def write(sql: str, **params: Any) -> list[list[Any]]:
+    """Run one data-changing statement on its own (autocommit: a single statement is atomic),
+    in one round trip. A connection idle for more than IDLE_CHECK_S is checked first, and
+    replaced once if broken, before anything is sent; if the connection breaks after the
+    statement was sent, the outcome is unknown and `WriteOutcomeUnknown` is raised."""
+    idle = time.monotonic() - getattr(_local, "last_used", 0.0)
+
+    def ready(conn: pg8000.native.Connection) -> pg8000.native.Connection:
+        if idle > IDLE_CHECK_S:
+            conn.run("SELECT 1")
+        if params:
+            _prepared(conn, sql)
+        return conn
+
+    conn = _with_connection(ready)
+    for attempt in (1, 2):
+        try:
+            return execute(conn, sql, **params)
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if attempt == 1 and sqlstate(exc) in _STALE_STATEMENT:
+                continue  # refused while planning: nothing was written
+            if not _is_gone(exc):
+                raise
+            drop_current()
+            raise WriteOutcomeUnknown("the connection broke after the write was sent") from exc
+    raise AssertionError("unreachable")
+
+
 @contextmanager
-def transaction() -> Iterator[pg8000.native.Connection]:
+def transaction() -> Iterator[Transaction]:
     """A transaction on this thread's connection: commit on success, roll back on error.
 
     The connection is checked (and reconnected once) before BEGIN, so a broken idle
@@ -143,7 +228,7 @@ def transaction() -> Iterator[pg8000.native.Connection]:
                 raise DatabaseUnavailable("PostgreSQL is unreachable") from exc
     assert conn is not None
     try:
-        yield conn
+        yield Transaction(conn)
         conn.run("COMMIT")
     except BaseException as exc:
         try:

@@ -1,0 +1,94 @@
+"""The data layer's connection handling against a real PostgreSQL: prepared statements
+reused per connection and prepared again after a schema change, a broken idle connection
+replaced before a write is sent, and a write whose connection breaks after sending reported
+as an unknown outcome (503 through the API, never "nothing was changed")."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from chalicelib.db import connection as db
+from tests.helpers_servers import free_future_slots
+
+
+def _terminate_current_backend(app_env) -> None:
+    """Kill this thread's server process from another connection and wait until it is gone."""
+    pid = db.current().run("SELECT pg_backend_pid()")[0][0]
+    app_env.sql("SELECT pg_terminate_backend(:p)", p=pid)
+    deadline = time.monotonic() + 5
+    while app_env.sql("SELECT count(*) FROM pg_stat_activity WHERE pid = :p", p=pid)[0][0]:
+        assert time.monotonic() < deadline, "the backend did not terminate"
+        time.sleep(0.01)
+
+
+@pytest.fixture()
+def scratch(app_env):
+    app_env.sql("CREATE TABLE conn_scratch (id serial PRIMARY KEY, v text NOT NULL)")
+    db.drop_current()
+    try:
+        yield
+    finally:
+        db.drop_current()
+        app_env.sql("DROP TABLE conn_scratch")
+
+
+def test_statements_are_prepared_once_per_connection(app_env, scratch):
+    sql = "SELECT count(*) FROM conn_scratch WHERE v = :v"
+    assert db.run(sql, v="x") == [[0]]
+    first = db._prepared(db.current(), sql)
+    assert db.run(sql, v="y") == [[0]]
+    assert db._prepared(db.current(), sql) is first
+    db.drop_current()
+    assert db.run(sql, v="x") == [[0]]
+    assert db._prepared(db.current(), sql) is not first  # a new connection prepares anew
+
+
+def test_a_schema_change_does_not_break_prepared_reads_or_writes(app_env, scratch):
+    read = "SELECT * FROM conn_scratch WHERE id = :id"
+    write = "INSERT INTO conn_scratch (v) VALUES (:v) RETURNING *"
+    (row,) = db.write(write, v="a")
+    assert db.run(read, id=row[0]) == [[row[0], "a"]]
+    app_env.sql("ALTER TABLE conn_scratch ADD COLUMN note text")
+    assert db.run(read, id=row[0]) == [[row[0], "a", None]]
+    (second,) = db.write(write, v="b")
+    assert second[1:] == ["b", None]
+    assert app_env.sql("SELECT count(*) FROM conn_scratch")[0][0] == 2
+
+
+def test_broken_idle_connection_is_replaced_before_a_write(app_env, scratch, monkeypatch):
+    write = "INSERT INTO conn_scratch (v) VALUES (:v) RETURNING id"
+    db.write(write, v="before")
+    _terminate_current_backend(app_env)
+    monkeypatch.setattr(db, "IDLE_CHECK_S", 0.0)  # every connection counts as idle
+    (row,) = db.write(write, v="after")
+    assert app_env.sql("SELECT v FROM conn_scratch WHERE id = :id", id=row[0]) == [["after"]]
+
+
+def test_connection_lost_after_sending_is_an_unknown_outcome(app_env, scratch, monkeypatch):
+    write = "INSERT INTO conn_scratch (v) VALUES (:v)"
+    db.write(write, v="first")
+    monkeypatch.setattr(db, "IDLE_CHECK_S", 3600.0)  # no check: the write goes to the dead socket
+    _terminate_current_backend(app_env)
+    with pytest.raises(db.WriteOutcomeUnknown):
+        db.write(write, v="lost")
+    db.write(write, v="next")  # a new connection serves the next write
+    assert sorted(r[0] for r in app_env.sql("SELECT v FROM conn_scratch")) == ["first", "next"]
+
+
+def test_booking_with_unknown_outcome_answers_503_without_claiming_nothing_changed(client, app_env, monkeypatch):
+    headers = {**app_env.headers(role="staff"), "Content-Type": "application/json"}
+    (slot, _, _), (other, _, _) = free_future_slots(app_env, limit=2)
+    patient = app_env.sql("SELECT min(id) FROM patient WHERE tenant_id = 1")[0][0]
+    first = client.http.post("/api/appointments", headers=headers,
+                             body=json.dumps({"clientId": 1, "slotId": slot, "patientId": patient}))
+    assert first.status_code == 201, first.body
+    monkeypatch.setattr(db, "IDLE_CHECK_S", 3600.0)
+    _terminate_current_backend(app_env)  # the test client runs the app in this thread
+    resp = client.http.post("/api/appointments", headers=headers,
+                            body=json.dumps({"clientId": 1, "slotId": other, "patientId": patient}))
+    assert resp.status_code == 503, resp.body
+    error = json.loads(resp.body)["error"]
+    assert error["code"] == "unavailable"
+    assert "may or may not have been saved" in error["message"]
