@@ -1,7 +1,7 @@
 """Routes and schedules only: parse the request, call a service, return its response."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from chalice import Chalice, Rate, Response
 
@@ -13,14 +13,10 @@ from chalicelib.openapi import document
 
 app = Chalice(app_name="hospital-booking", configure_logs=False)
 configure(app)
+web.bind(app)
 
 # "*/*": every Content-Type reaches the handler, so a wrong one gets the API's JSON 415, not Chalice's.
 JSON_TYPES = ["application/json", "*/*"]
-
-
-def _request() -> tuple[dict[str, str], Any, Optional[str]]:
-    request = app.current_request
-    return dict(request.query_params or {}), request.headers, request.headers.get("if-none-match")
 
 
 def _json_body() -> dict[str, Any]:
@@ -46,36 +42,31 @@ def openapi() -> Response:
 @app.route("/api/departments")
 @web.endpoint
 def departments() -> Response:
-    params, headers, inm = _request()
-    return service.departments(web.principal(headers), params, inm)
+    return web.cached_read("departments")
 
 
 @app.route("/api/doctors")
 @web.endpoint
 def doctors() -> Response:
-    params, headers, inm = _request()
-    return service.doctors(web.principal(headers), params, inm)
+    return web.cached_read("doctors")
 
 
 @app.route("/api/patients")
 @web.endpoint
 def patients() -> Response:
-    params, headers, inm = _request()
-    return service.patients(web.principal(headers), params, inm)
+    return web.cached_read("patients")
 
 
 @app.route("/api/slots/available")
 @web.endpoint
 def free_slots() -> Response:
-    params, headers, inm = _request()
-    return service.free_slots(web.principal(headers), params, inm)
+    return web.cached_read("slots")
 
 
 @app.route("/api/appointments/list")
 @web.endpoint
 def appointment_list() -> Response:
-    params, headers, inm = _request()
-    return service.appointment_list(web.principal(headers), params, inm)
+    return web.cached_read("appointments")
 
 
 @app.route("/api/appointments", methods=["POST"], content_types=JSON_TYPES)
@@ -96,8 +87,7 @@ def cancel(appointment_id: str) -> Response:
 @app.route("/api/dashboard/stats")
 @web.endpoint
 def dashboard() -> Response:
-    params, headers, inm = _request()
-    return service.dashboard(web.principal(headers), params, inm)
+    return web.cached_read("dashboard")
 
 
 @app.route("/api/cache/stats")
@@ -115,11 +105,11 @@ def monitor_page() -> Response:
 def refresh_views(event: Any) -> dict[str, Any]:
     from chalicelib.jobs.refresh import run_scheduled_refresh
 
-    return log_scheduled("refresh_views", run_scheduled_refresh)
+    return log_scheduled("refresh_views", run_scheduled_refresh, getattr(event, "context", None))
 
 
 @app.schedule(Rate(1, unit=Rate.DAYS), name="extend_slots")
 def extend_slots(event: Any) -> dict[str, Any]:
     from chalicelib.jobs.slots import run_scheduled_extension
 
-    return log_scheduled("extend_slots", run_scheduled_extension)
+    return log_scheduled("extend_slots", run_scheduled_extension, getattr(event, "context", None))

@@ -1,11 +1,12 @@
 """Logging, metrics and tracing with Powertools: JSON logs with the request id and cold
 start, EMF metrics, X-Ray tracing (off outside Lambda).
 
-`configure(app)` registers ONE small Chalice middleware for every event type instead of
-`ConvertToMiddleware(logger.inject_lambda_context)`: inject_lambda_context rebuilds the
-event dict and a context model on every call (tens of microseconds); this one sets the
-request id and cold-start keys on the Powertools formatter directly and, at most once per
-METRICS_FLUSH_INTERVAL seconds, turns the cache statistics' deltas into EMF metrics.
+Instead of `ConvertToMiddleware(logger.inject_lambda_context)` (which rebuilds the event
+dict and a context model on every call: tens of microseconds) or any Chalice middleware (a
+handler layer per request), every API route's wrapper (`web.endpoint`) and every scheduled
+job (`log_scheduled`) opens a `request_scope`: it sets the request id and cold-start keys on
+the Powertools formatter directly and, at most once per METRICS_FLUSH_INTERVAL seconds,
+turns the cache statistics' deltas into EMF metrics.
 
 No log line written here carries request bodies, query strings or patient data: only ids of
 requests, job names, durations, counts and view names.
@@ -116,28 +117,31 @@ class CacheMetrics:
 cache_metrics = CacheMetrics()
 
 
-class ObservabilityMiddleware:
-    """Request id + cold start on every log line; periodic cache metrics flush."""
+class RequestScope:
+    """Request id + cold start on every log line of an invocation; periodic metrics flush.
+
+    `enter(context)` at the start of an invocation, `exit()` at its end (in a finally)."""
 
     def __init__(self, flush_interval: Optional[float] = None) -> None:
         self.flush_interval = _flush_interval() if flush_interval is None else flush_interval
         self.next_flush = time.monotonic() + self.flush_interval
         self.cold = True
-        self.formatter = logger.registered_formatter
+        self.keys = logger.registered_formatter.log_format  # the dict append_keys updates
 
-    def __call__(self, event: Any, get_response: Callable[[Any], Any]) -> Any:
-        context = getattr(event, "lambda_context", None) or getattr(event, "context", None)
-        keys = self.formatter.log_format  # the formatter's own key dict (what append_keys updates)
+    def enter(self, context: Any) -> None:
+        """Stamp log lines with this invocation's request id (and cold start)."""
+        keys = self.keys
         keys["request_id"] = getattr(context, "aws_request_id", None)
         keys["cold_start"] = self.cold
-        try:
-            return get_response(event)
-        finally:
-            keys["request_id"] = None  # None keys are left out: no stale id on later lines
-            if self.cold:
-                self.cold = keys["cold_start"] = False
-            if time.monotonic() >= self.next_flush:
-                self._maybe_flush()
+
+    def exit(self) -> None:
+        """Clear the request id; flush cache metrics when the interval has passed."""
+        keys = self.keys
+        keys["request_id"] = None  # None keys are left out: no stale id on later lines
+        if self.cold:
+            self.cold = keys["cold_start"] = False
+        if time.monotonic() >= self.next_flush:
+            self._maybe_flush()
 
     def _maybe_flush(self) -> None:
         now = time.monotonic()
@@ -150,30 +154,36 @@ class ObservabilityMiddleware:
             logger.warning("cache metrics flush failed")
 
 
+request_scope = RequestScope()
+
+
 def configure(app: Chalice) -> None:
     """Route chalicelib's standard loggers through the Powertools Logger (one JSON line
-    each; the app is built with configure_logs=False) and register the middleware."""
+    each; the app is built with configure_logs=False); in Lambda with tracing on, wrap
+    every handler in the Powertools tracer."""
     root = logging.getLogger("chalicelib")
     if not root.handlers:
         for handler in logger.handlers:
             root.addHandler(handler)
         root.setLevel(logger.log_level)
         root.propagate = False
-    app.register_middleware(ObservabilityMiddleware(), "all")
     if IN_LAMBDA and os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() not in ("1", "true"):
         from chalice.app import ConvertToMiddleware
 
         app.register_middleware(ConvertToMiddleware(tracer().capture_lambda_handler), "all")
 
 
-def log_scheduled(name: str, job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run a scheduled job, logging its outcome and duration."""
+def log_scheduled(name: str, job: Callable[[], dict[str, Any]], context: Any = None) -> dict[str, Any]:
+    """Run a scheduled job, logging its outcome and duration under the invocation's id."""
     started = time.perf_counter()
+    request_scope.enter(context)
     try:
         result = job()
+        logger.info("scheduled job done", extra={"job": name, "ms": round((time.perf_counter() - started) * 1000, 1),
+                                                 "result": result})
+        return result
     except Exception:
         logger.exception("scheduled job failed", extra={"job": name})
         raise
-    logger.info("scheduled job done", extra={"job": name, "ms": round((time.perf_counter() - started) * 1000, 1),
-                                             "result": result})
-    return result
+    finally:
+        request_scope.exit()

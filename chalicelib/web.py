@@ -1,48 +1,62 @@
 """Request plumbing shared by every route: the error boundary, per-request cache set-up,
-health, cache statistics, and the OpenAPI document."""
+the cached-read path with its plan memo, health and cache statistics."""
 from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Callable
+import time
+from typing import Any, Callable, Optional
 
-from chalice import Response
+from chalice import Chalice, Response
+from chalice.app import CaseInsensitiveMapping, Request
 
 from chalicelib.auth import Principal, principal_from_headers, require_role
+from chalicelib.booking import service
 from chalicelib.db import connection as db
-from chalicelib.db.connection import DatabaseUnavailable
+from chalicelib.db.connection import DatabaseUnavailable, WriteOutcomeUnknown
 from chalicelib.http import ApiError, error_response, json_response
+from chalicelib.observability import request_scope
 from chalicelib.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 
+_app: Optional[Chalice] = None
+
+
+def bind(app: Chalice) -> None:
+    """Tell the wrappers which app's current request and Lambda context to read."""
+    global _app
+    _app = app
+
+
 def endpoint(handler: Callable[..., Response]) -> Callable[..., Response]:
-    """Wrap a route: apply queued cache invalidations first, and turn every failure into
-    the API's JSON error shape (never a traceback)."""
+    """Wrap a route: log under the invocation's request id, apply queued cache
+    invalidations first, and turn every failure into the API's JSON error shape (never a
+    traceback)."""
 
     @functools.wraps(handler)
     def wrapped(*args: Any, **kwargs: Any) -> Response:
+        request_scope.enter(_app.lambda_context if _app is not None else None)
         try:
-            _service().cache().begin_request()
+            service.cache().begin_request()
             return handler(*args, **kwargs)
         except ApiError as exc:
             return exc.to_response()
+        except WriteOutcomeUnknown:
+            return error_response(503, "unavailable", "The database connection broke while this change was being"
+                                  " written, so it may or may not have been saved. Check before repeating it, or"
+                                  " repeat it with the same Idempotency-Key.", headers={"Retry-After": "5"})
         except DatabaseUnavailable:
             return error_response(503, "unavailable", "The database is unavailable; nothing was changed. Retry shortly.",
                                   headers={"Retry-After": "5"})
         except Exception:  # noqa: BLE001 - the boundary: log the type, answer generically
             log.exception("unhandled error in %s", handler.__name__)
             return error_response(500, "internal_error", "Something went wrong on our side; it has been logged.")
+        finally:
+            request_scope.exit()
 
     return wrapped
-
-
-def _service() -> Any:
-    """The booking service module (imported on first use: it imports the cache)."""
-    from chalicelib.booking import service
-
-    return service
 
 
 def principal(headers: Any) -> Principal:
@@ -50,16 +64,59 @@ def principal(headers: Any) -> Principal:
     return principal_from_headers(headers, get_settings().auth_secret)
 
 
+def _header(headers: CaseInsensitiveMapping, name: str) -> Optional[str]:
+    """A request header by lower-case name. Chalice keeps the lower-cased headers in
+    `_dict`; Mapping.get would raise and catch a KeyError for every absent header."""
+    store = getattr(headers, "_dict", None)
+    return store.get(name) if store is not None else headers.get(name)
+
+
+class PlanMemo:
+    """ReadPlans by (route, Authorization header, query): parsing, token verification and
+    key building run once per distinct request, not on every hit. Bounded; emptied when the
+    settings (the token secret) or the cache change. Errors are never remembered."""
+
+    def __init__(self, max_entries: int = 8192) -> None:
+        self.max_entries = max_entries
+        self.plans: dict[tuple[Any, ...], service.ReadPlan] = {}
+        self.owner: tuple[Any, Any] = (None, None)
+
+    def get(self, route: str, request: Request) -> service.ReadPlan:
+        """The plan for this request (built, verified and remembered on first sight)."""
+        headers = request.headers
+        auth = _header(headers, "authorization")
+        query = request.to_original_event().get("multiValueQueryStringParameters") or {}
+        memo_key = (route, auth, tuple([(k, v[-1]) for k, v in query.items()]))
+        settings, cache = get_settings(), service.cache()
+        if self.owner[0] is not settings or self.owner[1] is not cache:
+            self.plans, self.owner = {}, (settings, cache)
+        plan = self.plans.get(memo_key)
+        if plan is None or plan.expires_at <= time.time():
+            caller = principal_from_headers(headers, settings.auth_secret)
+            plan = service.PLANNERS[route](caller, dict(request.query_params or {}))
+            if len(self.plans) >= self.max_entries:
+                self.plans = {}
+            self.plans[memo_key] = plan
+        return plan
+
+
+plans = PlanMemo()
+
+
+def cached_read(route: str) -> Response:
+    """A cached GET route: the current request's plan, served through the cache."""
+    request = _app.current_request  # type: ignore[union-attr]
+    return service.read(plans.get(route, request), _header(request.headers, "if-none-match"))
+
+
 def health() -> Response:
     """GET /api/health: database and Redis reachability."""
-    from chalicelib.booking.service import cache
-
     try:
         db.scalar("SELECT 1")
         db_state = "ok"
     except DatabaseUnavailable:
         db_state = "down"
-    current = cache()
+    current = service.cache()
     if current.l2 is None:
         redis_state = "disabled"
     else:

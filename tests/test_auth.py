@@ -130,3 +130,19 @@ def test_bearer_scheme_is_case_insensitive(client, app_env):
     token = app_env.token(1, "admin")
     response = client.http.get("/api/departments?clientId=1", headers={"Authorization": f"bearer {token}"})
     assert response.status_code == 200, response.body
+
+
+def test_tokens_of_a_replaced_secret_are_refused(client, app_env):
+    """Verified tokens and read plans are remembered per secret: after a rotation the old
+    token is refused even for a request that was answered a moment before."""
+    from chalicelib.auth import issue_token
+    from tests.helpers_servers import patched_environ
+
+    url = "/api/departments?clientId=1"
+    old = {"Authorization": f"Bearer {app_env.token(1, 'admin')}"}
+    assert client.http.get(url, headers=old).status_code == 200
+    rotated = "rotated-test-secret-0123456789abcdefghijklmnop"
+    with patched_environ({"AUTH_SECRET": rotated}):
+        _assert_error(client.http.get(url, headers=old), 401, "unauthorized")
+        new = {"Authorization": f"Bearer {issue_token(rotated, 1, 'admin')}"}
+        assert client.http.get(url, headers=new).status_code == 200

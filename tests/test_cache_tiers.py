@@ -161,3 +161,20 @@ def test_reader_with_pre_write_data_cannot_poison_the_cache(client, app_env):
     raw = r.get(key.body)
     if raw is not None:
         assert slot not in [s["slotId"] for s in json.loads(Entry.decode(raw).body)["slots"]]
+
+
+def test_remembered_l1_verdict_is_dropped_when_another_container_writes(client, app_env):
+    """Repeated L1 hits skip the version check while nothing was invalidated; a version bump
+    by another container (here: a direct SET, as its MSET would) ends that at once."""
+    headers = app_env.headers()
+    url = "/api/departments?clientId=1"
+    sources = [client.http.get(url, headers=headers).headers["X-Cache"] for _ in range(4)]
+    assert sources[-2:] == ["L1", "L1"], sources
+    cache = get_cache()
+    epoch = cache.epoch
+    _redis(app_env).set(cache.keys.version(1, scopes.CATALOG), "bumped-by-another-container")
+    after = client.http.get(url, headers=headers)
+    assert after.status_code == 200
+    assert after.headers["X-Cache"] in ("L2", "DB"), after.headers
+    assert cache.epoch > epoch
+    assert client.http.get(url, headers=headers).headers["X-Cache"] == "L1"

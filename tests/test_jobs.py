@@ -316,13 +316,18 @@ def test_readers_do_not_wait_during_refresh(app_env):
 
 
 def _free_slot_after_today(client, app_env, headers) -> tuple[int, str]:
+    """A free slot on a day after the tenant's today; one is freed in SQL if none is free."""
     today = app_env.sql("SELECT (now() AT TIME ZONE time_zone)::date FROM tenant WHERE id = 1")[0][0]
     for ahead in range(1, 7):
         day = (today + dt.timedelta(days=ahead)).isoformat()
         slots = client.http.get(f"/api/slots/available?clientId=1&date={day}", headers=headers).json_body["slots"]
         if slots:
             return slots[0]["slotId"], day
-    pytest.skip("no free slot in the next six days")
+    day = (today + dt.timedelta(days=1)).isoformat()
+    slot = app_env.sql("SELECT min(id) FROM slot WHERE tenant_id = 1 AND day = :d", d=day)[0][0]
+    app_env.sql("UPDATE appointment SET status = 'cancelled', cancelled_at = now()"
+                " WHERE tenant_id = 1 AND slot_id = :s AND status <> 'cancelled'", s=slot)
+    return slot, day
 
 
 def test_new_process_reads_prewarmed_dashboard_with_the_booking(client, app_env):
@@ -409,24 +414,24 @@ def test_api_cache_metrics_are_emitted_as_deltas(client, app_env, capfd):
     assert cache_metrics.flush() == {}  # nothing new since
 
 
-def test_middleware_sets_request_id_and_flushes_on_interval(client, app_env, capfd, log_lines):
-    from chalicelib.observability import ObservabilityMiddleware, logger
+def test_request_scope_sets_request_id_and_flushes_on_interval(client, app_env, capfd, log_lines):
+    from chalicelib.observability import RequestScope, logger
 
     headers = app_env.headers()
     client.http.get("/api/departments?clientId=1", headers=headers)  # something to report
-    middleware = ObservabilityMiddleware(flush_interval=0)  # METRICS_FLUSH_INTERVAL=0: every invocation
+    scope = RequestScope(flush_interval=0)  # METRICS_FLUSH_INTERVAL=0: every invocation
+    scope.cold = True
     capfd.readouterr()
 
-    class Event:
-        class lambda_context:
-            aws_request_id = "req-123"
+    class Context:
+        aws_request_id = "req-123"
 
-    def handler(event):
+    scope.enter(Context())
+    try:
         logger.info("inside")
         client.http.get("/api/departments?clientId=1", headers=headers)
-        return "done"
-
-    assert middleware(Event(), handler) == "done"
+    finally:
+        scope.exit()
     logger.info("outside")
     lines = capfd.readouterr().out.splitlines()
     inside = next(line for line in log_lines() if line["message"] == "inside")

@@ -1,10 +1,11 @@
 """Service functions behind the routes: guard, validate, read through the cache or write
-and invalidate. Each returns a Chalice Response."""
+and invalidate. Reads return a ReadPlan (served through the cache by `read`), writes a Chalice Response."""
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import threading
+import time
 from typing import Callable, Mapping, Optional
 
 from chalice import Response
@@ -16,11 +17,13 @@ from chalicelib.booking.models import (AppointmentListQuery, BookingBody, Cancel
 from chalicelib.cache import keys as scopes
 from chalicelib.cache.invalidation import after_write, replay_outbox
 from chalicelib.cache.keys import CacheKey
+from chalicelib.cache.policies import Policy
 from chalicelib.cache.tiered import CacheResult, TieredCache, get_cache
-from chalicelib.http import JSON_HEADERS, ApiError, json_response
+from chalicelib.http import ApiError, json_response
 
 log = logging.getLogger(__name__)
 STAFF = ("staff", "admin")
+_NO_TENANT = "No hospital with this clientId exists."
 _recovery_hooked = threading.Lock()
 
 
@@ -41,27 +44,39 @@ def _replay_quietly(current: TieredCache) -> None:
         log.warning("outbox replay after Redis recovery failed; the schedule will retry")
 
 
+class ReadPlan:
+    """A validated, authorized cached read: what to look up, how, and until when the
+    caller's token allows it. Built once per (route, token, query) and reused."""
+
+    __slots__ = ("expires_at", "key", "policy", "loader")
+
+    def __init__(self, principal: Principal, key: CacheKey, loader: Callable[[], Optional[str]]) -> None:
+        self.expires_at = principal.expires_at
+        self.key = key
+        self.policy: Policy = get_cache().policy(key.resource)
+        self.loader = loader
+
+
 def cached_response(result: CacheResult, if_none_match: Optional[str]) -> Response:
     """200 with the cached body, or 304 when the client's ETag matches; API.md headers."""
-    import time
-
     entry = result.entry
     timing = f'cache;desc="{result.source}";dur={result.elapsed_s * 1000:.3f}'
     if result.db_s:
         timing += f", db;dur={result.db_s * 1000:.3f}"
-    headers = {"X-Cache": result.source, "Server-Timing": timing, "ETag": entry.etag,
-               "Cache-Control": f"private, max-age={entry.max_age(time.time())}"}
+    max_age = int(entry.fresh_until - time.time())
+    headers = {"Content-Type": "application/json", "X-Cache": result.source, "Server-Timing": timing,
+               "ETag": entry.etag, "Cache-Control": f"private, max-age={max_age if max_age > 0 else 0}"}
     if if_none_match and entry.etag in (t.strip() for t in if_none_match.split(",")):
+        del headers["Content-Type"]
         return Response(body="", status_code=304, headers=headers)
-    return Response(body=entry.body, status_code=200, headers={**JSON_HEADERS, **headers})
+    return Response(body=entry.body, status_code=200, headers=headers)
 
 
-def _read(key: CacheKey, loader: Callable[[], Optional[str]], if_none_match: Optional[str],
-          missing: str) -> Response:
-    current = cache()
-    result = current.get_or_load(key, loader, current.policy(key.resource))
+def read(plan: ReadPlan, if_none_match: Optional[str]) -> Response:
+    """Serve a plan through the cache (404 when the loader finds no such tenant)."""
+    result = cache().get_or_load(plan.key, plan.loader, plan.policy)
     if result is None:
-        raise ApiError(404, missing)
+        raise ApiError(404, _NO_TENANT)
     return cached_response(result, if_none_match)
 
 
@@ -101,45 +116,42 @@ def dashboard_key(tenant: int) -> CacheKey:
     return get_cache().keys.key(tenant, "dashboard", "stats", (scopes.DASHBOARD,))
 
 
-_NO_TENANT = "No hospital with this clientId exists."
-
-
 def _tenant_guard(principal: Principal, client_id: int, *roles: str) -> None:
     require_tenant(principal, client_id)
     if roles:
         require_role(principal, *roles)
 
 
-def departments(principal: Principal, params: Mapping[str, str], inm: Optional[str]) -> Response:
+def departments(principal: Principal, params: Mapping[str, str]) -> ReadPlan:
     """GET /api/departments."""
     q = parse(TenantQuery, params)
     _tenant_guard(principal, q.clientId)
-    return _read(departments_key(q.clientId), lambda: queries.departments(q.clientId), inm, _NO_TENANT)
+    return ReadPlan(principal, departments_key(q.clientId), lambda: queries.departments(q.clientId))
 
 
-def doctors(principal: Principal, params: Mapping[str, str], inm: Optional[str]) -> Response:
+def doctors(principal: Principal, params: Mapping[str, str]) -> ReadPlan:
     """GET /api/doctors."""
     q = parse(DoctorsQuery, params)
     _tenant_guard(principal, q.clientId)
-    return _read(doctors_key(q.clientId, q.departmentId), lambda: queries.doctors(q), inm, _NO_TENANT)
+    return ReadPlan(principal, doctors_key(q.clientId, q.departmentId), lambda: queries.doctors(q))
 
 
-def patients(principal: Principal, params: Mapping[str, str], inm: Optional[str]) -> Response:
+def patients(principal: Principal, params: Mapping[str, str]) -> ReadPlan:
     """GET /api/patients (staff and admin only)."""
     q = parse(PatientsQuery, params)
     _tenant_guard(principal, q.clientId, *STAFF)
-    return _read(patients_key(q.clientId, q.q, q.limit), lambda: queries.patients(q), inm, _NO_TENANT)
+    return ReadPlan(principal, patients_key(q.clientId, q.q, q.limit), lambda: queries.patients(q))
 
 
-def free_slots(principal: Principal, params: Mapping[str, str], inm: Optional[str]) -> Response:
+def free_slots(principal: Principal, params: Mapping[str, str]) -> ReadPlan:
     """GET /api/slots/available."""
     q = parse(SlotsQuery, params)
     _tenant_guard(principal, q.clientId)
-    return _read(slots_key(q.clientId, q.date, q.departmentId, q.doctorId), lambda: queries.free_slots(q),
-                 inm, _NO_TENANT)
+    return ReadPlan(principal, slots_key(q.clientId, q.date, q.departmentId, q.doctorId),
+                    lambda: queries.free_slots(q))
 
 
-def appointment_list(principal: Principal, params: Mapping[str, str], inm: Optional[str]) -> Response:
+def appointment_list(principal: Principal, params: Mapping[str, str]) -> ReadPlan:
     """GET /api/appointments/list (staff, admin; a patient sees only their own)."""
     q = parse(AppointmentListQuery, params)
     _tenant_guard(principal, q.clientId)
@@ -148,14 +160,21 @@ def appointment_list(principal: Principal, params: Mapping[str, str], inm: Optio
         if q.patientId is not None and q.patientId != principal.patient_id:
             raise ApiError(403, "A patient may list only their own appointments.")
         q = q.model_copy(update={"patientId": principal.patient_id})
-    return _read(appointments_key(q), lambda: queries.appointment_list(q), inm, _NO_TENANT)
+    return ReadPlan(principal, appointments_key(q), lambda: queries.appointment_list(q))
 
 
-def dashboard(principal: Principal, params: Mapping[str, str], inm: Optional[str]) -> Response:
+def dashboard(principal: Principal, params: Mapping[str, str]) -> ReadPlan:
     """GET /api/dashboard/stats (staff and admin)."""
     q = parse(TenantQuery, params)
     _tenant_guard(principal, q.clientId, *STAFF)
-    return _read(dashboard_key(q.clientId), lambda: queries.dashboard(q.clientId), inm, _NO_TENANT)
+    return ReadPlan(principal, dashboard_key(q.clientId), lambda: queries.dashboard(q.clientId))
+
+
+# The cached GET routes, by name: each builds a ReadPlan from the caller and the query.
+PLANNERS: dict[str, Callable[[Principal, Mapping[str, str]], ReadPlan]] = {
+    "departments": departments, "doctors": doctors, "patients": patients, "slots": free_slots,
+    "appointments": appointment_list, "dashboard": dashboard,
+}
 
 
 def book(principal: Principal, body: Mapping[str, object], idempotency_key: Optional[str]) -> Response:

@@ -13,20 +13,33 @@ from typing import Iterable, Optional
 from chalicelib.cache.entry import Entry
 
 
+class L1Record:
+    """One stored entry, when this container stored it (epoch seconds), and the last
+    "servable until" verdict the orchestrator recorded for it (so a repeat hit skips the
+    version check while nothing was invalidated in between)."""
+
+    __slots__ = ("entry", "stored_at", "checked_epoch", "ok_until")
+
+    def __init__(self, entry: Entry, stored_at: float) -> None:
+        self.entry = entry
+        self.stored_at = stored_at
+        self.checked_epoch = -1
+        self.ok_until = 0.0
+
+
 class MemoryTier:
     """LRU store: get / set / delete / clear, with entry and byte limits."""
 
     def __init__(self, max_entries: int, max_bytes: int) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self._data: "OrderedDict[str, tuple[Entry, float]]" = OrderedDict()
+        self._data: "OrderedDict[str, L1Record]" = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.evictions = 0
 
-    def get(self, key: str) -> Optional[tuple[Entry, float]]:
-        """The entry under `key` and when it was stored here (epoch seconds), marked most
-        recently used; None when absent."""
+    def get(self, key: str) -> Optional[L1Record]:
+        """The record under `key`, marked most recently used; None when absent."""
         item = self._data.get(key)
         if item is not None:
             try:
@@ -42,12 +55,12 @@ class MemoryTier:
         with self._lock:
             old = self._data.pop(key, None)
             if old is not None:
-                self._bytes -= old[0].size
-            self._data[key] = (entry, time.time())
+                self._bytes -= old.entry.size
+            self._data[key] = L1Record(entry, time.time())
             self._bytes += entry.size
             while len(self._data) > self.max_entries or self._bytes > self.max_bytes:
                 _, evicted = self._data.popitem(last=False)
-                self._bytes -= evicted[0].size
+                self._bytes -= evicted.entry.size
                 self.evictions += 1
 
     def delete(self, key: str) -> None:
@@ -55,16 +68,15 @@ class MemoryTier:
         with self._lock:
             old = self._data.pop(key, None)
             if old is not None:
-                self._bytes -= old[0].size
+                self._bytes -= old.entry.size
 
     def drop_depending_on(self, version_keys: Iterable[str]) -> int:
         """Forget every entry built under any of `version_keys`; returns how many."""
         wanted = set(version_keys)
         with self._lock:
-            stale = [k for k, (e, _) in self._data.items() if any(v in wanted for v, _ in e.versions)]
+            stale = [k for k, r in self._data.items() if any(v in wanted for v, _ in r.entry.versions)]
             for key in stale:
-                entry, _ = self._data.pop(key)
-                self._bytes -= entry.size
+                self._bytes -= self._data.pop(key).entry.size
         return len(stale)
 
     def clear(self) -> None:

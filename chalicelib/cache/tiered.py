@@ -23,12 +23,12 @@ from chalicelib.cache.memory import MemoryTier
 from chalicelib.cache.policies import Policy, policies_from
 from chalicelib.cache.redis_tier import RedisTier, new_token
 from chalicelib.cache.stats import CacheStats
-from chalicelib.cache.tracking import InvalidationTracker
+from chalicelib.cache.tracking import DrainResult, InvalidationTracker
 from chalicelib.db.connection import DatabaseUnavailable
 from chalicelib.http import ApiError
 from chalicelib.settings import Settings
 
-_OK, _UNKNOWN, _INVALID = 0, 1, 2
+_OK, _OK_UNTRACKED, _UNKNOWN, _INVALID = 0, 1, 2, 3
 
 
 class CacheResult:
@@ -61,14 +61,35 @@ class TieredCache:
                                                self.config.tracking_idle_bound_s)
         # Version values this container knows to be current (kept so by tracking pushes).
         self.local_versions: dict[str, str] = {}
+        # Increases whenever a known version is forgotten or changed: an L1 verdict
+        # recorded under an older epoch must be checked again.
+        self.epoch = 0
         self._versions_lock = threading.Lock()
+        self._drain_lock = threading.Lock()
+        self._drains = 0  # odd while a drain is being applied
 
     # -- per request -------------------------------------------------------------------
     def begin_request(self) -> None:
         """Apply queued invalidations before anything is served from L1."""
-        if self.tracker is None:
+        tracker = self.tracker
+        if tracker is None:
             return
-        result = self.tracker.drain()
+        # Fast path: nothing queued and no drain in progress in another thread (a seqlock:
+        # the counter is odd while a drain runs, and changes if one starts meanwhile).
+        in_progress = self._drains
+        if not in_progress & 1 and tracker.quiet() and self._drains == in_progress:
+            return
+        with self._drain_lock:
+            self._drains += 1
+            try:
+                self._apply(tracker.drain())
+            finally:
+                self._drains += 1
+
+    def _apply(self, result: DrainResult) -> None:
+        if not result.keys and not result.reset:
+            return
+        self.epoch += 1
         if result.reset:
             if self.local_versions:
                 self.stats.l1_resets += 1
@@ -83,7 +104,8 @@ class TieredCache:
         return self.policies[resource]
 
     def _l1_state(self, entry: Entry, stored_at: float, policy: Policy, now: float) -> int:
-        """Whether an L1 entry may be served: OK, UNKNOWN (ask L2) or INVALID. Ages count
+        """Whether an L1 entry may be served: OK (every version known and current), OK_UNTRACKED
+        (some version unknown while Redis is down), UNKNOWN (ask L2) or INVALID. Ages count
         from when this container stored (and so last verified) the entry."""
         local = self.local_versions
         unknown = False
@@ -100,22 +122,34 @@ class TieredCache:
                 return _UNKNOWN
             if policy.critical and now - stored_at > self.config.l1_max_age_untracked_s:
                 return _INVALID
+            return _OK_UNTRACKED
         return _OK
 
     def get_or_load(self, key: CacheKey, loader: Callable[[], Optional[str]],
                     policy: Policy) -> Optional[CacheResult]:
         """The answer for `key`: from L1, L2, or `loader()` (None from the loader means
         "no such thing": nothing is cached and None is returned)."""
-        started = time.perf_counter()
         now = time.time()
-        item = self.l1.get(key.body)
+        epoch = self.epoch
+        record = self.l1.get(key.body)
+        if record is not None and record.checked_epoch == epoch and now < record.ok_until:
+            # Verified under this epoch (no version it depends on changed since) and fresh.
+            elapsed = time.time() - now
+            if elapsed < 0.0:  # the wall clock stepped back
+                elapsed = 0.0
+            self.stats.l1.record(True, elapsed)
+            return CacheResult(record.entry, "L1", elapsed)
+        started = time.perf_counter()
         fallback: Optional[Entry] = None
         stored_at = 0.0
-        if item is not None:
-            entry, stored_at = item
+        if record is not None:
+            entry, stored_at = record.entry, record.stored_at
             state = self._l1_state(entry, stored_at, policy, now)
-            if state == _OK:
+            if state <= _OK_UNTRACKED:
                 if now < entry.fresh_until:
+                    if state == _OK:
+                        record.ok_until = min(entry.fresh_until, stored_at + self.config.l1_max_age_s)
+                        record.checked_epoch = epoch
                     elapsed = time.perf_counter() - started
                     self.stats.l1.record(True, elapsed)
                     return CacheResult(entry, "L1", elapsed)
@@ -157,7 +191,10 @@ class TieredCache:
         if self.tracker is not None and self.tracker.healthy and self.tracker.sequence == sequence:
             with self._versions_lock:
                 if self.tracker.sequence == sequence:
-                    self.local_versions.update(versions)
+                    local = self.local_versions
+                    if any(local.get(k, v) != v for k, v in versions):
+                        self.epoch += 1  # L2 saw a bump before its push arrived here
+                    local.update(versions)
         entry = Entry.decode(raw_body) if raw_body else None
         self.stats.l2.record(entry is not None and entry.versions == versions and time.time() < entry.fresh_until,
                              time.perf_counter() - t0)
@@ -260,6 +297,7 @@ class TieredCache:
             values = {k: new_token() for k in version_keys}
         with self._versions_lock:
             self.local_versions.update(values)
+            self.epoch += 1
             if self.tracker is not None:
                 self.tracker.sequence += 1
         if not told and self.l2 is not None:
@@ -279,6 +317,7 @@ class TieredCache:
         """Drop every L1 entry and every known version (tests, benchmarks)."""
         self.l1.clear()
         self.local_versions.clear()
+        self.epoch += 1
 
     def prewarm(self, key: CacheKey, loader: Callable[[], Optional[str]], policy: Policy) -> bool:
         """Load a body and store it in L2 under the versions read before loading, so a write

@@ -3,13 +3,15 @@ on the version-key prefix.
 
 Lambda freezes containers between invocations, so no listener thread can run. Redis
 queues the pushes in this socket instead; `drain()` reads them without blocking at the
-start of each request and reports the version keys that changed. While the connection is
+start of each request and reports the version keys that changed (one non-blocking poll()
+when nothing is queued). While the connection is
 healthy, L1 may trust the version values it has seen; when it is lost, when it was idle
 longer than a bound, or when a keep-alive PING goes unanswered, `drain()` reports a reset
 and L1 must stop trusting what it knew.
 """
 from __future__ import annotations
 
+import select
 import threading
 import time
 from typing import Optional
@@ -51,6 +53,7 @@ class InvalidationTracker:
         self._last_drain = 0.0
         self._ping_sent_at: Optional[float] = None
         self._last_ping = 0.0
+        self._poller: Optional["select.poll"] = None
         self.sequence = 0  # increases with every processed invalidation or reset
 
     @property
@@ -84,6 +87,10 @@ class InvalidationTracker:
             return False
         self.breaker.success()
         self._conn = conn
+        # The socket itself, polled without blocking on the fast path. redis-py exposes no
+        # public handle; `_sock` is set by connect() above.
+        self._poller = select.poll()
+        self._poller.register(conn._sock, select.POLLIN)
         self._ping_sent_at = None
         self._last_ping = time.monotonic()
         return True
@@ -95,6 +102,26 @@ class InvalidationTracker:
             except Exception:  # noqa: BLE001 - already broken
                 pass
         self._conn = None
+        self._poller = None
+
+    def quiet(self) -> bool:
+        """True when a drain would find nothing and do nothing: connected, not idle past the
+        bound, no keep-alive PING due or awaiting its PONG, no TLS bytes buffered, and the
+        socket not readable (one poll() syscall, no lock). `drain()` always reads until
+        redis-py's own buffer is empty, so the socket is the only place a push can wait.
+        Callers that race a concurrent drain must guard this themselves (TieredCache does)."""
+        now = time.monotonic()
+        if (self._ping_sent_at is not None or now - self._last_ping > PING_EVERY_S or self._pending
+                or now - self._last_drain > self.idle_bound_s):
+            return False
+        conn, poller = self._conn, self._poller
+        sock = conn._sock if conn is not None else None
+        if sock is None or poller is None or poller.poll(0):
+            return False
+        if self.settings.tls and sock.pending():
+            return False
+        self._last_drain = now
+        return True
 
     def drain(self) -> DrainResult:
         """Read every queued push without blocking; connect first if needed."""
