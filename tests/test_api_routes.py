@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from tests.helpers_servers import free_future_slots
+
 JSON = {"Content-Type": "application/json"}
 APPOINTMENT_FIELDS = {"id", "slotId", "patientId", "patientName", "doctorId", "doctorName", "departmentId",
                       "departmentName", "startsAt", "endsAt", "status", "reason"}
@@ -312,11 +314,18 @@ def test_cancel_unknown_404(client, app_env):
 
 @pytest.mark.parametrize("status", ["completed", "no_show", "checked_in"])
 def test_cancel_finished_appointment_409(client, app_env, status):
-    rows = app_env.sql("SELECT id FROM appointment WHERE tenant_id = 1 AND status = :s ORDER BY id LIMIT 1", s=status)
-    if not rows:
-        pytest.skip(f"the seed has no {status} appointment today")
-    _assert_error(_cancel(client, app_env, rows[0][0]), 409, "not_cancellable")
-    assert app_env.sql("SELECT status FROM appointment WHERE tenant_id = 1 AND id = :i", i=rows[0][0]) == [[status]]
+    # A future slot, so the status alone is what makes the appointment not cancellable.
+    slot_id, _, _ = free_future_slots(app_env, limit=1)[0]
+    appointment_id = app_env.sql(
+        """INSERT INTO appointment (tenant_id, slot_id, patient_id, doctor_id, department_id, day, starts_at,
+                                    ends_at, status)
+           SELECT s.tenant_id, s.id, (SELECT min(id) FROM patient WHERE tenant_id = 1), s.doctor_id,
+                  s.department_id, s.day, s.starts_at, s.ends_at, :s
+           FROM slot s WHERE s.tenant_id = 1 AND s.id = :slot RETURNING id""", s=status, slot=slot_id)[0][0]
+    resp = _cancel(client, app_env, appointment_id)
+    _assert_error(resp, 409, "not_cancellable")
+    assert status.replace("_", " ") in resp.json_body["error"]["message"]
+    assert app_env.sql("SELECT status FROM appointment WHERE tenant_id = 1 AND id = :i", i=appointment_id) == [[status]]
 
 
 def test_patient_cancels_own_but_not_others(client, app_env):
