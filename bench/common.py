@@ -7,7 +7,7 @@ import statistics
 import sys
 import time
 import uuid
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Optional
 
 import pg8000.native
 
@@ -67,23 +67,18 @@ def _create(name: str, drop: bool) -> None:
     admin = connect("postgres")
     try:
         if drop:
-            admin.run("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n", n=name)
-            admin.run(f'DROP DATABASE IF EXISTS "{name}"')
-        migrate.ensure_database(admin, name)
+            migrate.drop_database(admin, name)
+        migrate.create_migrated(admin, name, connect)
     finally:
         admin.close()
-    conn = connect(name)
-    try:
-        migrate.apply_all(conn)
-    finally:
-        conn.close()
 
 
 def drop_database(name: str) -> None:
+    from chalicelib.db import migrate
+
     admin = connect("postgres")
     try:
-        admin.run("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n", n=name)
-        admin.run(f'DROP DATABASE IF EXISTS "{name}"')
+        migrate.drop_database(admin, name)
     finally:
         admin.close()
 

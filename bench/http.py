@@ -34,22 +34,11 @@ def measure(database: str, namespace: str, threads: int, duration_s: float) -> d
     path = "/api/departments?clientId=1"
     headers = {"Authorization": f"Bearer {common.token(1, 'admin')}", "Accept": "application/json"}
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", path, headers=headers)
-                resp = conn.getresponse()
-                resp.read()
-                conn.close()
-                if resp.status == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"serve did not come up: {log.read().decode(errors='replace')[-2000:]}")
-            time.sleep(0.2)
+        from chalicelib.local_server import wait_until_answering
+
+        if not wait_until_answering(port, path, headers, timeout_s=60, alive=lambda: proc.poll() is None):
+            log.seek(0)
+            raise RuntimeError(f"serve did not come up: {log.read().decode(errors='replace')[-2000:]}")
         common.say(f"serve up on port {port} (pid {proc.pid}); {threads} keep-alive clients for {duration_s:.0f}s")
         lat: list[list[float]] = [[] for _ in range(threads)]
         sources: list[dict[str, int]] = [{} for _ in range(threads)]

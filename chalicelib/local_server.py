@@ -8,12 +8,14 @@ scheduled handlers with real EventBridge scheduled-event payloads.
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import importlib
 import logging
 import os
 import threading
+import time
 import uuid
-from typing import Any
+from typing import Any, Callable, Mapping, Optional
 
 from chalice.app import Chalice
 from chalice.local import ChaliceRequestHandler, LocalDevServer
@@ -96,3 +98,23 @@ def serve(host: str, port: int, stage: str = "dev", schedules: bool = True) -> N
         }
         LocalScheduler(app_obj, intervals).start()
     server.serve_forever()
+
+
+def wait_until_answering(port: int, path: str = "/api/health", headers: Optional[Mapping[str, str]] = None,
+                         timeout_s: float = 30.0, alive: Callable[[], bool] = lambda: True) -> bool:
+    """Poll http://127.0.0.1:<port><path> until it answers 200 (True); False once `alive()`
+    says the server process is gone or `timeout_s` has passed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and alive():
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path, headers=dict(headers or {}))
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            if resp.status == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False

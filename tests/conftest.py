@@ -13,7 +13,7 @@ import pg8000.native
 import pytest
 
 from chalicelib.db import migrate
-from chalicelib.settings import DatabaseSettings, load_settings, reset_settings
+from chalicelib.settings import DatabaseSettings, load_settings
 
 TEST_AUTH_SECRET = "test-secret-not-for-production-0123456789"
 
@@ -36,22 +36,16 @@ def create_database(prefix: str = "hb_test") -> str:
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     admin = admin_connection()
     try:
-        migrate.ensure_database(admin, name)
+        migrate.create_migrated(admin, name, database_connection)
     finally:
         admin.close()
-    conn = database_connection(name)
-    try:
-        migrate.apply_all(conn)
-    finally:
-        conn.close()
     return name
 
 
 def drop_database(name: str) -> None:
     admin = admin_connection()
     try:
-        admin.run("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n", n=name)
-        admin.run(f'DROP DATABASE IF EXISTS "{name}"')
+        migrate.drop_database(admin, name)
     finally:
         admin.close()
 
@@ -135,20 +129,14 @@ class AppEnv:
 def app_env() -> Iterator[AppEnv]:
     """A seeded database and Redis namespace for one test module; the app process-wide
     settings point at them while the module runs."""
+    from tests.helpers_servers import patched_environ
+
     name = seeded_database()
     env = AppEnv(name, f"hbt{uuid.uuid4().hex[:10]}")
-    saved = {k: os.environ.get(k) for k in env.env}
-    os.environ.update(env.env)
-    reset_app_state()
     try:
-        yield env
+        with patched_environ(env.env):
+            yield env
     finally:
-        reset_app_state()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         drop_database(name)
         _delete_namespace(env.namespace)
 

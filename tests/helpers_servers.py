@@ -97,22 +97,13 @@ class ApiServer:
         return self
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
+        from chalicelib.local_server import wait_until_answering
+
+        running = lambda: self.proc is not None and self.proc.poll() is None  # noqa: E731
+        if not wait_until_answering(self.port, timeout_s=timeout, alive=running):
+            if not running():
                 raise RuntimeError(f"server on {self.port} exited: {self.log_tail()}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/api/health")
-                resp = conn.getresponse()
-                resp.read()
-                conn.close()
-                if resp.status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"server on {self.port} not healthy: {self.log_tail()}")
+            raise TimeoutError(f"server on {self.port} not healthy: {self.log_tail()}")
 
     def log_tail(self) -> str:
         try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pg8000.native
 
@@ -48,3 +49,20 @@ def ensure_database(admin: pg8000.native.Connection, name: str) -> bool:
         return False
     admin.run(f'CREATE DATABASE "{name.replace(chr(34), "")}"')
     return True
+
+
+def create_migrated(admin: pg8000.native.Connection, name: str,
+                    open_database: Callable[[str], pg8000.native.Connection]) -> None:
+    """Create database `name` if missing and apply every migration to it."""
+    ensure_database(admin, name)
+    conn = open_database(name)
+    try:
+        apply_all(conn)
+    finally:
+        conn.close()
+
+
+def drop_database(admin: pg8000.native.Connection, name: str) -> None:
+    """End every session on database `name` and drop it (tests and benchmarks)."""
+    admin.run("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n", n=name)
+    admin.run(f'DROP DATABASE IF EXISTS "{name.replace(chr(34), "")}"')
