@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from chalice import Chalice, Response
 from chalice.app import CaseInsensitiveMapping, Request
 
 from chalicelib.auth import Principal, principal_from_headers, require_role
 from chalicelib.booking import service
+from chalicelib.cache.tiered import TieredCache
 from chalicelib.db import connection as db
 from chalicelib.db.connection import DatabaseUnavailable, WriteOutcomeUnknown
 from chalicelib.http import ApiError, error_response, json_response
@@ -31,15 +32,13 @@ def bind(app: Chalice) -> None:
 
 
 def endpoint(handler: Callable[..., Response]) -> Callable[..., Response]:
-    """Wrap a route: log under the invocation's request id, apply queued cache
-    invalidations first, and turn every failure into the API's JSON error shape (never a
-    traceback)."""
+    """Wrap a route: log under the invocation's request id and turn every failure into the
+    API's JSON error shape (never a traceback)."""
 
     @functools.wraps(handler)
     def wrapped(*args: Any, **kwargs: Any) -> Response:
         request_scope.enter(_app.lambda_context if _app is not None else None)
         try:
-            service.cache().begin_request()
             return handler(*args, **kwargs)
         except ApiError as exc:
             return exc.to_response()
@@ -64,11 +63,11 @@ def principal(headers: Any) -> Principal:
     return principal_from_headers(headers, get_settings().auth_secret)
 
 
-def _header(headers: CaseInsensitiveMapping, name: str) -> Optional[str]:
-    """A request header by lower-case name. Chalice keeps the lower-cased headers in
-    `_dict`; Mapping.get would raise and catch a KeyError for every absent header."""
-    store = getattr(headers, "_dict", None)
-    return store.get(name) if store is not None else headers.get(name)
+def _lower_case_headers(headers: CaseInsensitiveMapping) -> Mapping[str, str]:
+    """The request headers, to be read by lower-case name. Chalice keeps them lower-cased in
+    `_dict`; Mapping.get on the mapping itself raises and catches a KeyError for every absent
+    header (about 0.8 us)."""
+    return getattr(headers, "_dict", headers)
 
 
 class PlanMemo:
@@ -81,18 +80,19 @@ class PlanMemo:
         self.plans: dict[tuple[Any, ...], service.ReadPlan] = {}
         self.owner: tuple[Any, Any] = (None, None)
 
-    def get(self, route: str, request: Request) -> service.ReadPlan:
+    def get(self, route: str, request: Request, headers: Mapping[str, str], cache: TieredCache) -> service.ReadPlan:
         """The plan for this request (built, verified and remembered on first sight)."""
-        headers = request.headers
-        auth = _header(headers, "authorization")
         query = request.to_original_event().get("multiValueQueryStringParameters") or {}
-        memo_key = (route, auth, tuple([(k, v[-1]) for k, v in query.items()]))
-        settings, cache = get_settings(), service.cache()
+        params = []
+        for name, values in query.items():
+            params.append((name, values[-1]))  # the last value, as request.query_params gives
+        memo_key = (route, headers.get("authorization"), tuple(params))
+        settings = get_settings()
         if self.owner[0] is not settings or self.owner[1] is not cache:
             self.plans, self.owner = {}, (settings, cache)
         plan = self.plans.get(memo_key)
         if plan is None or plan.expires_at <= time.time():
-            caller = principal_from_headers(headers, settings.auth_secret)
+            caller = principal_from_headers(request.headers, settings.auth_secret)
             plan = service.PLANNERS[route](caller, dict(request.query_params or {}))
             if len(self.plans) >= self.max_entries:
                 self.plans = {}
@@ -104,9 +104,13 @@ plans = PlanMemo()
 
 
 def cached_read(route: str) -> Response:
-    """A cached GET route: the current request's plan, served through the cache."""
+    """A cached GET route: apply queued invalidations, then serve the current request's plan
+    through the cache."""
     request = _app.current_request  # type: ignore[union-attr]
-    return service.read(plans.get(route, request), _header(request.headers, "if-none-match"))
+    cache = service.cache()
+    cache.begin_request()
+    headers = _lower_case_headers(request.headers)
+    return service.read(cache, plans.get(route, request, headers, cache), headers.get("if-none-match"))
 
 
 def health() -> Response:

@@ -72,9 +72,9 @@ def cached_response(result: CacheResult, if_none_match: Optional[str]) -> Respon
     return Response(body=entry.body, status_code=200, headers=headers)
 
 
-def read(plan: ReadPlan, if_none_match: Optional[str]) -> Response:
+def read(current: TieredCache, plan: ReadPlan, if_none_match: Optional[str]) -> Response:
     """Serve a plan through the cache (404 when the loader finds no such tenant)."""
-    result = cache().get_or_load(plan.key, plan.loader, plan.policy)
+    result = current.get_or_load(plan.key, plan.loader, plan.policy)
     if result is None:
         raise ApiError(404, _NO_TENANT)
     return cached_response(result, if_none_match)
