@@ -106,10 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench import floors
 
         results["floors"] = section("floors", lambda: floors.measure(small, namespace, slots_body, p["n"]))
-        from bench.tiers import l1_lookup_callable
+        from bench.tiers import l1_lookup_callable, l2_lookup_case
 
         results["peers"] = section("peers", lambda: __import__("bench.peers", fromlist=["x"]).measure(
-            namespace, slots_body, p["peer_mem"], p["peer_redis"], ours=l1_lookup_callable()))
+            namespace, slots_body, p["peer_mem"], p["peer_redis"], ours=l1_lookup_callable(),
+            ours_l2=l2_lookup_case(today)))
         results["redis_health"] = section("redis", lambda: __import__("bench.redis_health", fromlist=["x"]).measure(
             namespace, p["redis_n"], sample_l2))
         results["booking"] = section("booking", lambda: __import__("bench.booking", fromlist=["x"]).measure(small, p["booking"]))

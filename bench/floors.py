@@ -2,16 +2,17 @@
 now. Every target is judged as a ratio against one of these, measured in the same run."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from bench import common
 from bench.trivial_app import BODY, app as trivial
 
 
-def trivial_route_call(body: str) -> Callable[[], Any]:
-    """app(event, context) on the trivial route returning `body`."""
+def trivial_route_call(body: str, query: Optional[dict[str, str]] = None) -> Callable[[], Any]:
+    """app(event, context) on the trivial route returning `body`; the event carries the same
+    headers and, when given, the same query string as the request it is the floor for."""
     BODY["value"] = body
-    event = common.api_event("GET", "/api/ping", token_value=common.token(1))
+    event = common.api_event("GET", "/api/ping", query, token_value=common.token(1))
     ctx = common.LambdaContext()
 
     def call() -> Any:

@@ -46,12 +46,15 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         ratios2 = {k: a / b for k, (a, b) in l2.items()}
         worst2 = max(ratios2, key=ratios2.get)
         peer_redis = {k: peers[k]["p50_us"] for k in ("dogpile_redis", "cashews_redis")} if peers else {}
-        slots_l2 = t["routes"]["slots"]["l2_hit"]["p50_us"]
-        ok2 = max(ratios2.values()) <= 1.0 and all(slots_l2 < v for v in peer_redis.values())
+        # Like against like: the cache's own L2 hit (get_or_load, L1 emptied, no HTTP) against
+        # the peers' Redis hit through their cache APIs, same payload, same run.
+        ours_l2 = peers["ours_l2_lookup"]["p50_us"] if peers and "ours_l2_lookup" in peers else None
+        ok2 = max(ratios2.values()) <= 1.0 and ours_l2 is not None and all(ours_l2 < v for v in peer_redis.values())
         add("L2-hit request <= floor + 1.2x raw redis GET, and faster than every peer's Redis hit", ok2,
             f"worst {worst2}: {_f(l2[worst2][0])} vs bound {_f(l2[worst2][1])} = {ratios2[worst2]:.2f}x of bound ("
-            + ", ".join(f"{k} {v:.2f}x" for k, v in ratios2.items()) + f"); slots L2 hit {_f(slots_l2)} vs peers "
-            + ", ".join(f"{k} {_f(v)} ({slots_l2 / v:.2f}x)" for k, v in peer_redis.items()))
+            + ", ".join(f"{k} {v:.2f}x" for k, v in ratios2.items()) + "); get_or_load L2 hit (slots) "
+            + (f"{_f(ours_l2)} vs peers " + ", ".join(f"{k} {_f(v)} ({ours_l2 / v:.2f}x)" for k, v in peer_redis.items())
+               if ours_l2 is not None else "not measured"))
     ba = r.get("beforeafter")
     if ba:
         speed = ba["dashboard_live"]["p50_us"] / ba["dashboard_l1_hit"]["p50_us"]
@@ -163,8 +166,11 @@ def markdown(r: dict[str, Any], verdicts: list[dict[str, Any]], png_name: str) -
         slots = t["routes"]["slots"]
         L += ["", f"## 7. Peers (same process, same {r['meta'].get('peer_payload_bytes')} B payload, hits, per-call average)", "",
               "| cache | memory-tier hit | Redis-tier hit |", "|---|---|---|",
-              f"| this cache: `get_or_load` L1 (alternating with dogpile) / full L2-hit request through the handler (slots) |"
-              f" {_f(p.get('ours_l1_lookup', t['l1_lookup']['get_or_load_l1'])['p50_us'])} | {_f(slots['l2_hit']['p50_us'])} |",
+              f"| this cache: `get_or_load` L1 hit (alternating with dogpile's memory hit) / `get_or_load` L2 hit, L1"
+              f" emptied before each call (alternating with dogpile's Redis hit) |"
+              f" {_f(p.get('ours_l1_lookup', t['l1_lookup']['get_or_load_l1'])['p50_us'])} |"
+              f" {_f(p['ours_l2_lookup']['p50_us']) if 'ours_l2_lookup' in p else '-'} |",
+              f"| this cache, whole L2-hit request through the handler (slots; for reference) | - | {_f(slots['l2_hit']['p50_us'])} |",
               f"| dogpile.cache 1.5 | {_f(p['dogpile_memory']['p50_us'])} | {_f(p['dogpile_redis']['p50_us'])} |",
               f"| cashews 7.6 | {_f(p['cashews_mem']['p50_us'])} | {_f(p['cashews_redis']['p50_us'])} |"]
         if not p.get("aiocache_installed"):

@@ -82,7 +82,7 @@ def measure(namespace: str, today: dt.date, n: int, n_l3: int) -> dict[str, Any]
     tok = common.token(1, "admin")
     for route in routes(today):
         rb = RouteBench(route, namespace, tok)
-        floor = trivial_route_call(rb.body)
+        floor = trivial_route_call(rb.body, route["query"])
         redis_get = raw_redis_get(rb.l2_bytes, namespace)
         rb.call()  # make sure L1 holds it
         res = common.interleaved({
@@ -122,6 +122,32 @@ def l1_lookup_callable() -> Callable[[], Any]:
     current.get_or_load(key, loader, policy)
     assert current.get_or_load(key, loader, policy).source == "L1"
     return lambda: current.get_or_load(key, loader, policy)
+
+
+def l2_lookup_case(today: dt.date) -> tuple[Callable[[], Any], Callable[[], None]]:
+    """get_or_load on tomorrow's slots key of tenant 1 answered by L2: (call, untimed setup
+    that empties L1 before each call)."""
+    from chalicelib.booking import queries, service
+    from chalicelib.booking.models import SlotsQuery
+
+    current = service.cache()
+    day = today + dt.timedelta(days=1)
+    key = service.slots_key(1, day)
+    policy = current.policy("slots")
+    query = SlotsQuery(clientId=1, date=day)
+
+    def loader() -> Optional[str]:
+        return queries.free_slots(query)
+
+    current.begin_request()
+    current.get_or_load(key, loader, policy)
+    current.clear_l1()
+    assert current.get_or_load(key, loader, policy).source == "L2"
+
+    def call() -> Any:
+        return current.get_or_load(key, loader, policy)
+
+    return call, current.clear_l1
 
 
 def l1_lookup(n: int) -> dict[str, Any]:
