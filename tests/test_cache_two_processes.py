@@ -90,3 +90,30 @@ def test_writes_on_one_process_are_seen_by_the_other(servers, app_env):
     assert stale == [], f"{len(stale)} stale reads: {stale[:5]}"
     # The test measured L1 invalidation, not just L2: B held the answer in L1 before writes.
     assert b_l1_before_write >= ROUNDS * 0.9, b_l1_before_write
+
+
+def test_concurrent_clients_on_one_threaded_server_all_get_answers(servers, app_env):
+    """`serve` handles requests in threads: concurrent L1 hits share one tracking socket
+    and one cache, and every one of them must still be a normal answer (no 500)."""
+    import threading
+
+    headers = app_env.headers()
+    path = "/api/departments?clientId=1"
+    failures: list[tuple[int, bytes]] = []
+    sources: list[str] = []
+
+    def client() -> None:
+        conn = KeepAlive(servers[0].port, headers)
+        for _ in range(300):
+            status, response_headers, body = conn.request("GET", path)
+            if status != 200:
+                failures.append((status, body[:200]))
+            sources.append(response_headers.get("x-cache", "?"))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert len(sources) == 1200 and sources.count("L1") > 1000, {s: sources.count(s) for s in set(sources)}

@@ -116,7 +116,12 @@ class InvalidationTracker:
             return False
         conn, poller = self._conn, self._poller
         sock = conn._sock if conn is not None else None
-        if sock is None or poller is None or poller.poll(0):
+        if sock is None or poller is None:
+            return False
+        try:
+            if poller.poll(0):
+                return False
+        except RuntimeError:  # another thread is polling right now: take the locked path
             return False
         if self.settings.tls and sock.pending():
             return False
