@@ -135,4 +135,6 @@ def cache_stats(caller: Principal) -> Response:
     require_role(caller, "admin")
     from chalicelib.cache.report import stats_document
 
+    service.cache().begin_request()  # connects invalidation tracking if no read has yet
+
     return json_response(stats_document())
