@@ -1,5 +1,5 @@
-"""The HTTP floor: Python's own `http.server` (threaded, HTTP/1.1 keep-alive, Nagle off, no
-access log) answering every GET with a fixed body and the same response headers as an L1
+"""The HTTP floor: Python's own `http.server` (threaded, HTTP/1.1 keep-alive, Nagle off, one
+send per response, no access log) answering every GET with a fixed body and the same response headers as an L1
 hit, in its own process. `python -m bench.http_floor --port N --body-file F`."""
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def main() -> None:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True
+        wbufsize = 1 << 16  # one send per response, as `serve` does
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             self.send_response(200)

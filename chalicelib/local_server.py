@@ -2,7 +2,7 @@
 
 Chalice's request handler writes headers and body in separate sends; with Nagle's
 algorithm on, a keep-alive client's delayed ACK then costs ~40 ms per request. The handler
-here disables Nagle. `chalice local` runs no schedules, so a thread invokes the app's
+here disables Nagle and buffers each response, so it leaves in one send. `chalice local` runs no schedules, so a thread invokes the app's
 scheduled handlers with real EventBridge scheduled-event payloads.
 """
 from __future__ import annotations
@@ -24,9 +24,12 @@ log = logging.getLogger(__name__)
 
 
 class KeepAliveRequestHandler(ChaliceRequestHandler):
-    """Chalice's handler with TCP_NODELAY on each connection."""
+    """Chalice's handler with TCP_NODELAY on each connection and a buffered writer: the
+    status line, headers and body leave in one send (http.server flushes after every
+    request) instead of two, one syscall and one packet fewer per response."""
 
     disable_nagle_algorithm = True
+    wbufsize = 1 << 16
 
 
 def scheduled_event(rule_name: str, now: dt.datetime | None = None) -> dict[str, Any]:
