@@ -1,4 +1,5 @@
-"""L1: a module-level, thread-safe LRU of entries, bounded by count and by bytes.
+"""L1: a module-level, thread-safe store of entries, bounded by count and by bytes, with
+second-chance (CLOCK) eviction: an approximation of LRU whose hits cost no reordering.
 
 It lives as long as the Lambda container (or the `chalice local` process). It only
 stores; whether an entry may be served is decided by the orchestrator's policy.
@@ -8,27 +9,31 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from chalicelib.cache.entry import Entry
 
 
 class L1Record:
-    """One stored entry, when this container stored it (epoch seconds), and the last
-    "servable until" verdict the orchestrator recorded for it (so a repeat hit skips the
-    version check while nothing was invalidated in between)."""
+    """One stored entry, when this container stored it (epoch seconds), whether it was
+    served since eviction last passed it (`used`), and the last "servable until" verdict the
+    orchestrator recorded for it (so a repeat hit skips the version check while nothing was
+    invalidated in between)."""
 
-    __slots__ = ("entry", "stored_at", "checked_epoch", "ok_until")
+    __slots__ = ("entry", "stored_at", "used", "checked_epoch", "ok_until")
 
     def __init__(self, entry: Entry, stored_at: float) -> None:
         self.entry = entry
         self.stored_at = stored_at
+        self.used = False
         self.checked_epoch = -1
         self.ok_until = 0.0
 
 
 class MemoryTier:
-    """LRU store: get / set / delete / clear, with entry and byte limits."""
+    """Bounded store: get / set / delete / clear. Whoever serves a record sets
+    `record.used = True`; eviction takes the oldest record not used since it was last
+    passed over, giving used ones a second chance at the young end."""
 
     def __init__(self, max_entries: int, max_bytes: int) -> None:
         self.max_entries = max_entries
@@ -37,16 +42,9 @@ class MemoryTier:
         self._bytes = 0
         self._lock = threading.Lock()
         self.evictions = 0
-
-    def get(self, key: str) -> Optional[L1Record]:
-        """The record under `key`, marked most recently used; None when absent."""
-        item = self._data.get(key)
-        if item is not None:
-            try:
-                self._data.move_to_end(key)
-            except KeyError:  # deleted by another thread in between
-                pass
-        return item
+        # The record under a key, or None: the dict's own bound method (no Python frame on
+        # the hottest path of the service).
+        self.get: Callable[[str], Optional[L1Record]] = self._data.get
 
     def set(self, key: str, entry: Entry) -> None:
         """Store `entry`, evicting least recently used entries past the limits."""
@@ -59,8 +57,12 @@ class MemoryTier:
             self._data[key] = L1Record(entry, time.time())
             self._bytes += entry.size
             while len(self._data) > self.max_entries or self._bytes > self.max_bytes:
-                _, evicted = self._data.popitem(last=False)
-                self._bytes -= evicted.entry.size
+                oldest, record = self._data.popitem(last=False)
+                if record.used and oldest != key:
+                    record.used = False  # second chance: back to the young end
+                    self._data[oldest] = record
+                    continue
+                self._bytes -= record.entry.size
                 self.evictions += 1
 
     def delete(self, key: str) -> None:

@@ -134,6 +134,7 @@ class TieredCache:
         record = self.l1.get(key.body)
         if record is not None and record.checked_epoch == epoch and now < record.ok_until:
             # Verified under this epoch (no version it depends on changed since) and fresh.
+            record.used = True
             elapsed = time.time() - now
             if elapsed < 0.0:  # the wall clock stepped back
                 elapsed = 0.0
@@ -149,6 +150,7 @@ class TieredCache:
             state = self._l1_state(entry, stored_at, policy, now)
             if state <= _OK_UNTRACKED:
                 if now < entry.fresh_until:
+                    record.used = True
                     if state == _OK:
                         record.ok_until = min(entry.fresh_until, stored_at + self.config.l1_max_age_s)
                         record.checked_epoch = epoch
