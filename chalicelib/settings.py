@@ -37,6 +37,7 @@ class DatabaseSettings:
     ssl_root_cert: str | None = None
     statement_timeout_ms: int = 5000
     connect_timeout_s: float = 5.0
+    prepared_statements: bool = True  # named, per connection; see docs/deployment.md (RDS Proxy)
 
     @property
     def url(self) -> str:
@@ -180,6 +181,8 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, st
         db_kwargs["ssl_root_cert"] = merged["PGSSLROOTCERT"]
     if merged.get("DB_STATEMENT_TIMEOUT_MS"):
         db_kwargs["statement_timeout_ms"] = int(merged["DB_STATEMENT_TIMEOUT_MS"])
+    if merged.get("DB_PREPARED_STATEMENTS"):
+        db_kwargs["prepared_statements"] = _bool(merged["DB_PREPARED_STATEMENTS"])
 
     redis_kwargs: dict[str, object] = {}
     if merged.get("REDIS_URL"):

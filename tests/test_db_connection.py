@@ -92,3 +92,13 @@ def test_booking_with_unknown_outcome_answers_503_without_claiming_nothing_chang
     error = json.loads(resp.body)["error"]
     assert error["code"] == "unavailable"
     assert "may or may not have been saved" in error["message"]
+
+
+def test_prepared_statements_can_be_switched_off(app_env, scratch):
+    from tests.helpers_servers import patched_environ
+
+    with patched_environ({"DB_PREPARED_STATEMENTS": "0"}):
+        (row,) = db.write("INSERT INTO conn_scratch (v) VALUES (:v) RETURNING id", v="unprepared")
+        assert db.run("SELECT v FROM conn_scratch WHERE id = :id", id=row[0]) == [["unprepared"]]
+        assert db._prepared(db.current(), "SELECT v FROM conn_scratch WHERE id = :id") is None
+    assert db._prepared(db.current(), "SELECT 1 WHERE 1 = :one") is not None  # back on by default

@@ -6,7 +6,8 @@ renders RFC 3339 with an offset.
 
 Statements with parameters run as prepared statements kept per connection: pg8000 sends an
 unnamed statement as parse, describe and execute in three round trips, a prepared one in
-one (and PostgreSQL plans it once, not on every call).
+one (and PostgreSQL plans it once, not on every call). `DB_PREPARED_STATEMENTS=0` switches
+this off (see docs/deployment.md on RDS Proxy).
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def connect(settings: DatabaseSettings | None = None, database: str | None = Non
     if statement_timeout_ms is not None:
         settings = replace(settings, statement_timeout_ms=statement_timeout_ms)
     try:
-        return pg8000.native.Connection(
+        conn = pg8000.native.Connection(
             user=settings.user,
             host=settings.host,
             port=settings.port,
@@ -78,6 +79,9 @@ def connect(settings: DatabaseSettings | None = None, database: str | None = Non
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {type(exc).__name__}") from exc
     except DatabaseError as exc:
         raise DatabaseUnavailable("PostgreSQL refused the connection") from exc
+    if settings.prepared_statements:
+        _statements[conn] = {}
+    return conn
 
 
 def _is_gone(exc: BaseException) -> bool:
@@ -98,10 +102,11 @@ def sqlstate(exc: BaseException) -> str | None:
 def execute(conn: pg8000.native.Connection, sql: str, **params: Any) -> list[list[Any]]:
     """Run `sql` on `conn`; with parameters, through this connection's prepared statement
     for that text (prepared on first use)."""
-    if not params:
-        return conn.run(sql) or []
+    statement = _prepared(conn, sql) if params else None
+    if statement is None:
+        return conn.run(sql, **params) or []
     try:
-        return _prepared(conn, sql).run(**params) or []
+        return statement.run(**params) or []
     except DatabaseError as exc:
         if sqlstate(exc) in _STALE_STATEMENT:
             _statements.get(conn, {}).pop(sql, None)  # prepared again on the next call
@@ -109,8 +114,11 @@ def execute(conn: pg8000.native.Connection, sql: str, **params: Any) -> list[lis
 
 
 def _prepared(conn: pg8000.native.Connection, sql: str) -> Any:
-    """This connection's prepared statement for `sql` (prepared now if new: one round trip)."""
-    prepared = _statements.setdefault(conn, {})
+    """This connection's prepared statement for `sql` (prepared now if new: one round trip);
+    None when the connection was opened with prepared statements switched off."""
+    prepared = _statements.get(conn)
+    if prepared is None:
+        return None
     statement = prepared.get(sql)
     if statement is None:
         if len(prepared) >= _STATEMENTS_PER_CONNECTION:
