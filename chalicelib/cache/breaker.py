@@ -27,6 +27,11 @@ class CircuitBreaker:
             return "half_open"
         return "open"
 
+    @property
+    def tripped(self) -> bool:
+        """Open or half-open (`state != "closed"`, without reading the clock)."""
+        return self._failures >= self.failure_threshold
+
     def allow(self) -> bool:
         """May a call go through now? In half-open, only one caller gets to probe."""
         if self._failures < self.failure_threshold:

@@ -46,11 +46,13 @@ class Entry:
             return None
         try:
             etag, created, fresh_until, stale_until, versions = orjson.loads(header)
+            # orjson gives str for the strings `encode` wrote; anything else compares unequal
+            # to real versions, so such an entry is never served.
+            pairs = tuple(map(tuple, versions))
             text = body.decode()
-        except (orjson.JSONDecodeError, ValueError, UnicodeDecodeError):
+        except (orjson.JSONDecodeError, ValueError, TypeError, UnicodeDecodeError):
             return None
-        return cls(text, etag, created, fresh_until, stale_until,
-                   tuple((str(k), str(v)) for k, v in versions), len(text) + 200)
+        return cls(text, etag, created, fresh_until, stale_until, pairs, len(text) + 200)
 
     def max_age(self, now: float) -> int:
         """Whole seconds of freshness left, for Cache-Control."""

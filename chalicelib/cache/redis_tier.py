@@ -88,9 +88,10 @@ class RedisTier:
         return self.breaker.state != "open"
 
     def _call(self, fn: Callable[[], T], default: T) -> T:
-        if not self.breaker.allow():
+        breaker = self.breaker
+        if not breaker.allow():
             return default
-        was_failing = self.breaker.state != "closed"
+        was_failing = breaker.tripped
         try:
             result = fn()
         except (RedisError, OSError):

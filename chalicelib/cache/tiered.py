@@ -187,17 +187,20 @@ class TieredCache:
         if reply is None:
             return None, None
         raw_versions, raw_body = reply[:-1], reply[-1]
-        if any(v is None for v in raw_versions):
+        if None in raw_versions:
             raw_versions = self.l2.init_versions(key.versions)
             if raw_versions is None:
                 return None, None
-        versions = tuple((k, v.decode()) for k, v in zip(key.versions, raw_versions))
-        if self.tracker is not None and self.tracker.healthy and self.tracker.sequence == sequence:
+        versions = tuple(zip(key.versions, map(bytes.decode, raw_versions)))
+        tracker = self.tracker
+        if tracker is not None and tracker.healthy and tracker.sequence == sequence:
             with self._versions_lock:
-                if self.tracker.sequence == sequence:
+                if tracker.sequence == sequence:
                     local = self.local_versions
-                    if any(local.get(k, v) != v for k, v in versions):
-                        self.epoch += 1  # L2 saw a bump before its push arrived here
+                    for name, value in versions:
+                        if local.get(name, value) != value:
+                            self.epoch += 1  # L2 saw a bump before its push arrived here
+                            break
                     local.update(versions)
         entry = Entry.decode(raw_body) if raw_body else None
         self.stats.l2.record(entry is not None and entry.versions == versions and time.time() < entry.fresh_until,
