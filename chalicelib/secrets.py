@@ -49,13 +49,14 @@ def secret_settings(arn_variable: str, text: str) -> dict[str, str]:
     return out
 
 
-def load_secret_values() -> dict[str, str]:
+def load_secret_values(force_fetch: bool = False) -> dict[str, str]:
     """Read DATABASE_URL / PG* / REDIS_* / AUTH_SECRET style values from Secrets Manager.
 
     Each of `DB_SECRET_ARN`, `REDIS_SECRET_ARN` and `AUTH_SECRET_ARN` in the environment
     names a secret whose value is a JSON object (see `secret_settings`) or, for
     AUTH_SECRET_ARN, a plain string. Returns {} when none is set. Values are cached for
-    `SECRET_MAX_AGE_S` seconds; later secrets win where two set the same name.
+    `SECRET_MAX_AGE_S` seconds unless `force_fetch` (after a rotation); later secrets win
+    where two set the same name.
     """
     arns = {name: os.environ.get(name) for name in SECRET_KEY_ALIASES}
     if not any(arns.values()):
@@ -66,6 +67,6 @@ def load_secret_values() -> dict[str, str]:
     for name, arn in arns.items():
         if not arn:
             continue
-        raw = parameters.get_secret(arn, max_age=SECRET_MAX_AGE_S)
+        raw = parameters.get_secret(arn, max_age=SECRET_MAX_AGE_S, force_fetch=force_fetch)
         out.update(secret_settings(name, raw.decode() if isinstance(raw, bytes) else str(raw)))
     return out

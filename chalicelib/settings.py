@@ -250,6 +250,18 @@ def get_settings() -> Settings:
     return settings
 
 
+def reload_settings() -> Settings:
+    """Read the environment and the secrets again, bypassing the secrets cache (after the
+    database refused the credentials: the secret may have been rotated)."""
+    global _current
+    from chalicelib.secrets import load_secret_values
+
+    fresh = load_settings(secrets=load_secret_values(force_fetch=True))
+    with _lock:
+        _current = fresh
+    return fresh
+
+
 def reset_settings() -> None:
     """Forget the settings so the next `get_settings()` reads the environment again."""
     global _current

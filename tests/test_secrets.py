@@ -179,3 +179,34 @@ def test_reads_through_a_local_endpoint(moto_server: str, endpoint_variable: str
     assert parameters.base.DEFAULT_PROVIDERS["secrets"].client.meta.endpoint_url == f"http://{moto_server}"
     settings = load_settings(secrets=values)
     assert (settings.db.user, settings.db.password, settings.auth_secret) == ("hb_app", "pw", "local-secret")
+
+
+# The test server, read before the autouse fixture clears the settings variables.
+_SERVER = load_settings().db
+
+
+def test_rotated_database_credentials_are_read_again_after_a_refusal(secretsmanager, monkeypatch) -> None:
+    """A container whose database secret was rotated reconnects with the new credentials as
+    soon as the old ones are refused, without waiting for the secrets cache to expire."""
+    from chalicelib.db import connection as db
+    from chalicelib.settings import reset_settings
+
+    old = {"username": "hb_rotated_away", "password": "old", "host": _SERVER.host, "port": _SERVER.port,
+           "dbname": "postgres"}
+    arn = create_secret(secretsmanager, old)
+    monkeypatch.setenv("DB_SECRET_ARN", arn)
+    monkeypatch.setattr(db, "_last_credentials_refresh", 0.0)
+    reset_settings()
+    db.drop_current()
+    try:
+        with pytest.raises(db.DatabaseUnavailable):
+            db.current()  # no such role: refused; the secret read again is the same, so it stays refused
+        new = {**old, "username": _SERVER.user, "password": _SERVER.password or "unused-with-trust-auth"}
+        secretsmanager.put_secret_value(SecretId=arn, SecretString=json.dumps(new))
+        with pytest.raises(db.DatabaseUnavailable):
+            db.current()  # within the refresh interval: the secret is not read again yet
+        monkeypatch.setattr(db, "_last_credentials_refresh", 0.0)  # the interval has passed
+        assert db.current().run("SELECT current_user")[0][0] == _SERVER.user
+    finally:
+        db.drop_current()
+        reset_settings()

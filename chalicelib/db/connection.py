@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
-from chalicelib.settings import DatabaseSettings, get_settings
+from chalicelib.settings import DatabaseSettings, get_settings, reload_settings
 
 
 class DatabaseUnavailable(Exception):
@@ -41,6 +41,10 @@ _GONE = {"57P01", "57P02", "57P03", "08000", "08003", "08006", "08001", "08004"}
 # A prepared statement whose plan no longer fits the schema (after a migration).
 _STALE_STATEMENT = {"0A000", "26000"}
 _STATEMENTS_PER_CONNECTION = 256
+# Credentials refused (invalid password; no such role): read the secret again, at most this often.
+_CREDENTIALS_REFUSED = {"28P01", "28000"}
+CREDENTIALS_REFRESH_S = 10.0
+_last_credentials_refresh = 0.0
 # A connection idle longer than this is checked (SELECT 1) before a write is sent on it.
 IDLE_CHECK_S = 1.0
 _statements: "weakref.WeakKeyDictionary[pg8000.native.Connection, dict[str, Any]]" = weakref.WeakKeyDictionary()
@@ -59,8 +63,32 @@ def _ssl_context(settings: DatabaseSettings) -> ssl.SSLContext | None:
 def connect(settings: DatabaseSettings | None = None, database: str | None = None,
             statement_timeout_ms: int | None = None) -> pg8000.native.Connection:
     """Open a new connection with the statement timeout (the settings' unless given; the
-    socket timeout follows it) and UTC session time zone."""
-    settings = settings or get_settings().db
+    socket timeout follows it) and UTC session time zone.
+
+    With the container's own settings, a refusal of the credentials (a rotated secret)
+    reads the settings and secrets again, at most every CREDENTIALS_REFRESH_S seconds, and
+    tries once more if the credentials changed."""
+    if settings is not None:
+        return _open(settings, database, statement_timeout_ms)
+    current_db = get_settings().db
+    try:
+        return _open(current_db, database, statement_timeout_ms)
+    except DatabaseUnavailable as exc:
+        global _last_credentials_refresh
+        now = time.monotonic()
+        refused = sqlstate(exc.__cause__) in _CREDENTIALS_REFUSED
+        if not refused or now - _last_credentials_refresh < CREDENTIALS_REFRESH_S:
+            raise
+        _last_credentials_refresh = now
+        fresh = reload_settings().db
+        if (fresh.user, fresh.password, fresh.host, fresh.port) == (
+                current_db.user, current_db.password, current_db.host, current_db.port):
+            raise
+        return _open(fresh, database, statement_timeout_ms)
+
+
+def _open(settings: DatabaseSettings, database: str | None,
+          statement_timeout_ms: int | None) -> pg8000.native.Connection:
     if statement_timeout_ms is not None:
         settings = replace(settings, statement_timeout_ms=statement_timeout_ms)
     try:
