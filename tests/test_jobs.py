@@ -439,3 +439,15 @@ def test_request_scope_sets_request_id_and_flushes_on_interval(client, app_env, 
     assert inside["request_id"] == "req-123" and inside["cold_start"] is True
     assert "request_id" not in outside and outside["cold_start"] is False
     assert any(line.startswith('{"_aws"') and '"L1Hits"' in line for line in lines)
+
+def test_live_dashboard_equals_the_view_after_a_refresh(client, app_env):
+    """`dashboard_live` (the before/after benchmark's "before") computes the same document as
+    the materialized view, over the same days, just without the view."""
+    from chalicelib.booking import queries
+
+    assert _scheduled(client, "refresh_views")["status"] == "ok"
+    for tenant in (1, 2):
+        live = json.loads(queries.dashboard_live(tenant))
+        view = json.loads(queries.dashboard(tenant))
+        live.pop("asOf"), view.pop("asOf")
+        assert live == view and view["byDepartment"]

@@ -156,7 +156,7 @@ per_department AS (
     GROUP BY dep.id, dep.name)
 SELECT json_build_object(
     'clientId', t.id,
-    'asOf', coalesce((SELECT max(refreshed_at) FROM ({source}) v WHERE v.tenant_id = t.id), now()),
+    'asOf', {as_of},
     'today', json_build_object(
         'total', coalesce(sum(daily.total) FILTER (WHERE daily.day = t.today), 0),
         'booked', coalesce(sum(daily.booked) FILTER (WHERE daily.day = t.today), 0),
@@ -176,8 +176,11 @@ FROM t LEFT JOIN daily ON true
 GROUP BY t.id, t.today
 """
 
-# The view's defining query, inlined for the live (uncached, unmaterialized) variant.
+# The view's defining query (002_dashboard_views.sql) for one tenant, inlined: the live,
+# uncached and unmaterialized variant, over the same days (yesterday .. today + 8).
 _LIVE_DAILY = """
+WITH w AS (SELECT id, (now() AT TIME ZONE time_zone)::date - 1 AS first_day,
+                  (now() AT TIME ZONE time_zone)::date + 8 AS last_day FROM tenant WHERE id = :t)
 SELECT a_or_s.tenant_id, a_or_s.department_id, a_or_s.day,
        sum(a_or_s.slots) AS slots, sum(a_or_s.total) AS total, sum(a_or_s.booked) AS booked,
        sum(a_or_s.checked_in) AS checked_in, sum(a_or_s.completed) AS completed,
@@ -185,25 +188,26 @@ SELECT a_or_s.tenant_id, a_or_s.department_id, a_or_s.day,
 FROM (
     SELECT s.tenant_id, s.department_id, s.day, 1 AS slots, 0 AS total, 0 AS booked, 0 AS checked_in,
            0 AS completed, 0 AS cancelled, 0 AS no_show
-    FROM slot s WHERE s.tenant_id = :t
+    FROM slot s JOIN w ON s.tenant_id = w.id WHERE s.day BETWEEN w.first_day AND w.last_day
     UNION ALL
     SELECT a.tenant_id, a.department_id, a.day, 0, 1, (a.status = 'booked')::int,
            (a.status = 'checked_in')::int, (a.status = 'completed')::int,
            (a.status = 'cancelled')::int, (a.status = 'no_show')::int
-    FROM appointment a WHERE a.tenant_id = :t
+    FROM appointment a JOIN w ON a.tenant_id = w.id WHERE a.day BETWEEN w.first_day AND w.last_day
 ) a_or_s
 GROUP BY 1, 2, 3
 """
+_VIEW_AS_OF = "coalesce((SELECT max(refreshed_at) FROM dashboard_daily v WHERE v.tenant_id = t.id), now())"
 
 
 def dashboard(client_id: int) -> Optional[str]:
     """GET /api/dashboard/stats from the materialized view (as fresh as its last refresh)."""
-    return db.scalar(_DASHBOARD_SQL.format(source="SELECT * FROM dashboard_daily"), t=client_id)
+    return db.scalar(_DASHBOARD_SQL.format(source="SELECT * FROM dashboard_daily", as_of=_VIEW_AS_OF), t=client_id)
 
 
 def dashboard_live(client_id: int) -> Optional[str]:
     """The same document aggregated live over the base tables (for comparisons only)."""
-    return db.scalar(_DASHBOARD_SQL.format(source=_LIVE_DAILY), t=client_id)
+    return db.scalar(_DASHBOARD_SQL.format(source=_LIVE_DAILY, as_of="now()"), t=client_id)
 
 
 def tenant_today(client_id: int) -> Optional[dt.date]:
