@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,14 +12,9 @@ import time
 from typing import Any
 
 from bench import common
+from chalicelib.local_server import free_port, wait_until_answering
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _keep_alive_rounds(targets: dict[str, tuple[int, str]], headers: dict[str, str], threads: int,
@@ -81,8 +75,6 @@ def measure(database: str, namespace: str, threads: int, duration_s: float) -> d
     path = "/api/departments?clientId=1"
     headers = {"Authorization": f"Bearer {common.token(1, 'admin')}", "Accept": "application/json"}
     try:
-        from chalicelib.local_server import wait_until_answering
-
         if not wait_until_answering(port, path, headers, timeout_s=60, alive=lambda: proc.poll() is None):
             log.seek(0)
             raise RuntimeError(f"serve did not come up: {log.read().decode(errors='replace')[-2000:]}")

@@ -12,6 +12,7 @@ import http.client
 import importlib
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -101,6 +102,13 @@ def serve(host: str, port: int, stage: str = "dev", schedules: bool = True) -> N
         }
         LocalScheduler(app_obj, intervals).start()
     server.serve_forever()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_until_answering(port: int, path: str = "/api/health", headers: Optional[Mapping[str, str]] = None,

@@ -18,14 +18,9 @@ import threading
 import time
 from typing import Any, Iterator, Optional
 
+from chalicelib.local_server import free_port, wait_until_answering
+
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
@@ -97,8 +92,6 @@ class ApiServer:
         return self
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
-        from chalicelib.local_server import wait_until_answering
-
         running = lambda: self.proc is not None and self.proc.poll() is None  # noqa: E731
         if not wait_until_answering(self.port, timeout_s=timeout, alive=running):
             if not running():
