@@ -1,16 +1,23 @@
-"""`infra/package.sh`: `chalice package` merged with infra/resources.json, linted offline.
+"""`infra/package.sh`: `chalice package` merged with infra/resources.json, linted offline;
+then the zip itself, run the way Lambda runs it (tools/lambda_zip_check.py: `python -S`,
+only the unpacked zip and the standard library on sys.path), for the default stage and for
+the stage with X-Ray on.
 
 The first run on a machine fills build/wheelhouse from the package index; after that the
 Lambda zip is built from it offline, or reused from .chalice/deployments while the code is
-unchanged (about 10 s in all then; up to about 30 s on a busy machine after a code change).
+unchanged (about 10 s in all then; up to about 30 s on a busy machine after a code change),
+per stage. Running the two zips adds about 3 s.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -19,13 +26,23 @@ from cfnlint.api import lint_file
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = ("APIHandler", "RefreshViews", "ExtendSlots")
 DB_SECRET = {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}
+XRAY_STAGE = "prod-xray"
 
 
-@pytest.fixture(scope="module")
-def package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Run infra/package.sh into a temporary directory; fail with its output if it fails."""
-    out = tmp_path_factory.mktemp("package")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+def _tool(name: str) -> ModuleType:
+    """A module of tools/ (not a package), loaded from its file."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _package(out: Path, stage: str) -> Path:
+    """Run infra/package.sh for `stage` into `out`; fail with its output if it fails."""
+    env = {**os.environ, "STAGE": stage,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.run(["bash", str(ROOT / "infra" / "package.sh"), str(out)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -34,8 +51,25 @@ def package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default (prod) package in a temporary directory."""
+    return _package(tmp_path_factory.mktemp("package"), "prod")
+
+
+@pytest.fixture(scope="module")
+def xray_package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package of the stage with X-Ray on."""
+    return _package(tmp_path_factory.mktemp("package-xray"), XRAY_STAGE)
+
+
+@pytest.fixture(scope="module")
 def template(package_dir: Path) -> dict[str, Any]:
     return json.loads((package_dir / "sam.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def zip_check() -> ModuleType:
+    return _tool("lambda_zip_check")
 
 
 def resources(template: dict[str, Any], type_name: str) -> dict[str, dict[str, Any]]:
@@ -110,7 +144,17 @@ def test_refresh_function_has_reserved_concurrency_one(template: dict[str, Any])
 
 def test_alarms(template: dict[str, Any]) -> None:
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    assert alarms.keys() == {"CacheHitRateAlarm", "RefreshFailuresAlarm"}
+    assert alarms.keys() == {"CacheHitRateAlarm", "RefreshFailuresAlarm", "RedisBreakerAlarm", "StaleServedAlarm"}
+    for name, metric in (("RedisBreakerAlarm", "BreakerOpens"), ("StaleServedAlarm", "StaleServed")):
+        props = alarms[name]["Properties"]
+        (query,) = props["Metrics"]
+        stat = query["MetricStat"]
+        assert (stat["Metric"]["Namespace"], stat["Metric"]["MetricName"], stat["Stat"]) == (
+            "HospitalBooking", metric, "Sum")
+        assert stat["Metric"]["Dimensions"] == [{"Name": "service", "Value": "hospital-booking"}]
+        assert props["AlarmActions"] == props["OKActions"] == [{"Ref": "AlarmTopic"}]
+    (dashboard,) = resources(template, "AWS::CloudWatch::Dashboard").values()
+    assert "Fn::Sub" in dashboard["Properties"]["DashboardBody"]  # widgets: tests/test_dashboard.py
 
     hit_rate = alarms["CacheHitRateAlarm"]["Properties"]
     metrics = {m["Id"]: m for m in hit_rate["Metrics"]}
@@ -129,3 +173,44 @@ def test_alarms(template: dict[str, Any]) -> None:
     assert stats["errors"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "RefreshViews"}}]
     assert (stats["refresh"]["Namespace"], stats["refresh"]["MetricName"]) == ("HospitalBooking", "RefreshFailures")
     assert (refresh["ComparisonOperator"], refresh["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
+
+
+def test_every_stage_keeps_xray_and_tracing_together() -> None:
+    stage_tool = _tool("chalice_stage")
+    config = stage_tool.load_config()
+    assert {stage: stage_tool.problems(config, stage) for stage in config["stages"]} == {
+        stage: [] for stage in config["stages"]}
+    assert [s for s in config["stages"] if stage_tool.xray_enabled(config, s)] == [XRAY_STAGE]
+
+
+def test_default_package_has_tracing_off(template: dict[str, Any], package_dir: Path) -> None:
+    for name in FUNCTIONS:
+        props = template["Resources"][name]["Properties"]
+        assert props["Tracing"] == "PassThrough" and "TRACING" not in props["Environment"]["Variables"]
+    with zipfile.ZipFile(package_dir / "deployment.zip") as archive:
+        assert not [n for n in archive.namelist() if n.startswith(("aws_xray_sdk/", "botocore/", "boto3/"))]
+
+
+def test_xray_package_traces_every_function(xray_package_dir: Path) -> None:
+    template = json.loads((xray_package_dir / "sam.json").read_text())
+    for name in FUNCTIONS:
+        props = template["Resources"][name]["Properties"]
+        assert (props["Tracing"], props["Environment"]["Variables"]["TRACING"]) == ("Active", "1")
+    policy = json.dumps(template["Resources"]["DefaultRole"]["Properties"]["Policies"])
+    assert "xray:PutTraceSegments" in policy
+    with zipfile.ZipFile(xray_package_dir / "deployment.zip") as archive:
+        names = archive.namelist()
+    assert any(n.startswith("aws_xray_sdk/") for n in names)
+    assert not [n for n in names if n.startswith(("botocore/", "boto3/"))], "the Lambda runtime provides botocore"
+
+
+def test_default_zip_answers_without_site_packages(zip_check: ModuleType, package_dir: Path) -> None:
+    result = zip_check.probe_package("prod", package_dir)
+    assert result.ok, result.problems
+    assert not result.probe["xray_loaded"] and not result.probe["boto_loaded"]
+
+
+def test_xray_zip_answers_and_sends_segments(zip_check: ModuleType, xray_package_dir: Path) -> None:
+    result = zip_check.probe_package(XRAY_STAGE, xray_package_dir)
+    assert result.ok, result.problems
+    assert "aws_xray_sdk" in result.probe["modules"]["zip"]
