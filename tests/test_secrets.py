@@ -1,4 +1,8 @@
-"""Secrets Manager values into settings: moto in process, then moto's server via localstack-client."""
+"""Secrets Manager values into settings, and re-reading them after a rotation.
+
+Every test that reads a secret runs against a local endpoint through localstack-client:
+moto's server in `make test`, real LocalStack under `tools/localstack_test.sh` (which sets
+AWS_ENDPOINT_URL; see tests/helpers_aws.py)."""
 from __future__ import annotations
 
 import json
@@ -6,16 +10,13 @@ import os
 import uuid
 from typing import Any, Iterator
 
-import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.secrets import SecretsProvider
-from localstack_client.session import Session as LocalstackSession
-from moto import mock_aws
-from moto.server import ThreadedMotoServer
 
 from chalicelib.secrets import load_secret_values, secret_settings
 from chalicelib.settings import DatabaseSettings, load_settings
+from tests.helpers_aws import aws_client, aws_endpoint  # noqa: F401  (aws_endpoint: a fixture)
 
 ARN_VARIABLES = ("DB_SECRET_ARN", "REDIS_SECRET_ARN", "AUTH_SECRET_ARN")
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SECRETS_MANAGER")
@@ -55,10 +56,10 @@ def create_secret(client: Any, value: str | dict[str, Any] | bytes) -> str:
 
 
 @pytest.fixture()
-def secretsmanager() -> Iterator[Any]:
-    """A Secrets Manager client on moto's in-process mock."""
-    with mock_aws():
-        yield boto3.client("secretsmanager")
+def secretsmanager(aws_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A Secrets Manager client on the local endpoint, which the app's reads use too."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_endpoint)
+    return aws_client(aws_endpoint, "secretsmanager")
 
 
 def test_secret_settings_maps_aws_keys() -> None:
@@ -153,30 +154,18 @@ def test_values_are_cached_within_max_age(secretsmanager: Any, monkeypatch: pyte
     assert load_secret_values() == {"AUTH_SECRET": "second"}
 
 
-@pytest.fixture()
-def moto_server() -> Iterator[str]:
-    """moto's server on a free loopback port, as a LocalStack stand-in; yields host:port."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"{host}:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.mark.parametrize("endpoint_variable", ENDPOINT_VARIABLES)
-def test_reads_through_a_local_endpoint(moto_server: str, endpoint_variable: str,
+def test_reads_through_a_local_endpoint(aws_endpoint: str, endpoint_variable: str,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    client = LocalstackSession(localstack_host=moto_server).client("secretsmanager")
-    assert client.meta.endpoint_url == f"http://{moto_server}"
+    client = aws_client(aws_endpoint, "secretsmanager")
+    assert client.meta.endpoint_url == aws_endpoint
     monkeypatch.setenv("DB_SECRET_ARN", create_secret(client, {"username": "hb_app", "password": "pw"}))
     monkeypatch.setenv("AUTH_SECRET_ARN", create_secret(client, "local-secret"))
-    monkeypatch.setenv(endpoint_variable, f"http://{moto_server}")
+    monkeypatch.setenv(endpoint_variable, aws_endpoint)
 
     values = load_secret_values()
     assert values == {"PGUSER": "hb_app", "PGPASSWORD": "pw", "AUTH_SECRET": "local-secret"}
-    assert parameters.base.DEFAULT_PROVIDERS["secrets"].client.meta.endpoint_url == f"http://{moto_server}"
+    assert parameters.base.DEFAULT_PROVIDERS["secrets"].client.meta.endpoint_url == aws_endpoint
     settings = load_settings(secrets=values)
     assert (settings.db.user, settings.db.password, settings.auth_secret) == ("hb_app", "pw", "local-secret")
 
@@ -185,9 +174,12 @@ def test_reads_through_a_local_endpoint(moto_server: str, endpoint_variable: str
 _SERVER = load_settings().db
 
 
-def test_rotated_database_credentials_are_read_again_after_a_refusal(secretsmanager, monkeypatch) -> None:
+def test_rotated_database_credentials_are_read_again_after_a_refusal(secretsmanager: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A container whose database secret was rotated reconnects with the new credentials as
-    soon as the old ones are refused, without waiting for the secrets cache to expire."""
+    soon as the old ones are refused, without waiting for the secrets cache to expire. The
+    rotation goes as Secrets Manager's does: the new value is staged AWSPENDING first and
+    becomes AWSCURRENT at the end; only AWSCURRENT is ever used."""
     from chalicelib.db import connection as db
     from chalicelib.settings import reset_settings
 
@@ -197,16 +189,22 @@ def test_rotated_database_credentials_are_read_again_after_a_refusal(secretsmana
     monkeypatch.setenv("DB_SECRET_ARN", arn)
     monkeypatch.setattr(db, "_last_credentials_refresh", 0.0)
     reset_settings()
-    db.drop_current()
+    db.close_all()
     try:
         with pytest.raises(db.DatabaseUnavailable):
-            db.current()  # no such role: refused; the secret read again is the same, so it stays refused
+            db.scalar("SELECT 1")  # no such role: refused; the secret read again is the same, so it stays refused
         new = {**old, "username": _SERVER.user, "password": _SERVER.password or "unused-with-trust-auth"}
+        secretsmanager.put_secret_value(SecretId=arn, SecretString=json.dumps(new), VersionStages=["AWSPENDING"])
+        monkeypatch.setattr(db, "_last_credentials_refresh", 0.0)
+        with pytest.raises(db.DatabaseUnavailable):
+            db.scalar("SELECT 1")  # read again, but AWSCURRENT still holds the old credentials
+        # The rotation's last step makes the new value AWSCURRENT. (Not by moving the stage:
+        # moto 5.2.5's update_secret_version_stage leaves GetSecretValue on the old version.)
         secretsmanager.put_secret_value(SecretId=arn, SecretString=json.dumps(new))
         with pytest.raises(db.DatabaseUnavailable):
-            db.current()  # within the refresh interval: the secret is not read again yet
+            db.scalar("SELECT 1")  # within the refresh interval: the secret is not read again yet
         monkeypatch.setattr(db, "_last_credentials_refresh", 0.0)  # the interval has passed
-        assert db.current().run("SELECT current_user")[0][0] == _SERVER.user
+        assert db.scalar("SELECT current_user") == _SERVER.user
     finally:
-        db.drop_current()
+        db.close_all()
         reset_settings()
