@@ -3,7 +3,6 @@ computed live vs read from the materialized view vs an L1 hit through the handle
 day's appointment list uncached (the loader's query) vs an L3 load vs an L1 hit."""
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from bench import common
@@ -24,7 +23,6 @@ def measure(database: str, namespace: str, n_live: int, n_view: int, n_hit: int)
                          " FROM appointment")[0]
     finally:
         conn.close()
-    today = queries.tenant_today(tenant)
     out: dict[str, Any] = {"tenant": tenant, "tenant_share_pct": float(share[0]), "appointments": share[1]}
 
     live = common.time_calls(lambda: queries.dashboard_live(tenant), n_live)
@@ -39,7 +37,7 @@ def measure(database: str, namespace: str, n_live: int, n_view: int, n_hit: int)
     assert x_cache(app_module.app(dash_event, ctx)) == "L1"
     out["dashboard_l1_hit"] = common.summary(common.time_calls(lambda: app_module.app(dash_event, ctx), n_hit))
 
-    day = today + dt.timedelta(days=1)
+    day = common.next_day_with_free_slots(tenant)
     q = AppointmentListQuery(clientId=tenant, date=day, limit=200)
     out["list_uncached_query"] = common.summary(common.time_calls(lambda: queries.appointment_list(q), n_view))
     list_event = common.api_event("GET", "/api/appointments/list",

@@ -10,15 +10,16 @@ from bench import common
 from bench.floors import raw_redis_get, trivial_route_call
 
 
-def routes(today: dt.date) -> list[dict[str, Any]]:
-    """The cached GET routes of tenant 1 (one line each: name, path, query, resource)."""
-    day = (today + dt.timedelta(days=1)).isoformat()
+def routes(day: dt.date) -> list[dict[str, Any]]:
+    """The cached GET routes of tenant 1 (one line each: name, path, query, resource); slots
+    and lists of `day` (a day with free slots: common.next_day_with_free_slots)."""
+    day_text = day.isoformat()
     return [
         {"name": "departments", "path": "/api/departments", "query": {"clientId": "1"}},
         {"name": "doctors", "path": "/api/doctors", "query": {"clientId": "1"}},
         {"name": "patients", "path": "/api/patients", "query": {"clientId": "1", "q": "a"}},
-        {"name": "slots", "path": "/api/slots/available", "query": {"clientId": "1", "date": day}},
-        {"name": "appointments", "path": "/api/appointments/list", "query": {"clientId": "1", "date": day}},
+        {"name": "slots", "path": "/api/slots/available", "query": {"clientId": "1", "date": day_text}},
+        {"name": "appointments", "path": "/api/appointments/list", "query": {"clientId": "1", "date": day_text}},
         {"name": "dashboard", "path": "/api/dashboard/stats", "query": {"clientId": "1"}},
     ]
 
@@ -77,10 +78,10 @@ class RouteBench:
         return bad
 
 
-def measure(namespace: str, today: dt.date, n: int, n_l3: int) -> dict[str, Any]:
+def measure(namespace: str, day: dt.date, n: int, n_l3: int) -> dict[str, Any]:
     out: dict[str, Any] = {"routes": {}}
     tok = common.token(1, "admin")
-    for route in routes(today):
+    for route in routes(day):
         rb = RouteBench(route, namespace, tok)
         floor = trivial_route_call(rb.body, route["query"])
         redis_get = raw_redis_get(rb.l2_bytes, namespace)
@@ -122,14 +123,13 @@ def l1_lookup_callable() -> Callable[[], Any]:
     return lambda: current.get_or_load(key, loader, policy)
 
 
-def l2_lookup_case(today: dt.date) -> tuple[Callable[[], Any], Callable[[], None]]:
-    """get_or_load on tomorrow's slots key of tenant 1 answered by L2: (call, untimed setup
+def l2_lookup_case(day: dt.date) -> tuple[Callable[[], Any], Callable[[], None]]:
+    """get_or_load on the slots key of `day` (tenant 1) answered by L2: (call, untimed setup
     that empties L1 before each call)."""
     from chalicelib.booking import queries, service
     from chalicelib.booking.models import SlotsQuery
 
     current = service.cache()
-    day = today + dt.timedelta(days=1)
     key = service.slots_key(1, day)
     policy = current.policy("slots")
     query = SlotsQuery(clientId=1, date=day)

@@ -1,12 +1,14 @@
 """Malformed input gets a 4xx JSON error {"error": {"code", "message"}}, never a 500."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import pytest
 
-DAY = (dt.date.today() + dt.timedelta(days=9)).isoformat()
+from tests.data_finders import latest_free_slot
+
+# Any real calendar date: every request using it is refused for another part of the input.
+DAY = "2026-03-02"
 BIG = 2**40
 HUGE = "99999999999999999999"
 SQLI = "' OR 1=1--"
@@ -109,8 +111,8 @@ def test_patient_search_nul_character_is_400(client, app_env):
 
 
 def _future_slot(app_env) -> int:
-    return app_env.sql("SELECT s.id FROM slot s WHERE s.tenant_id = 1 AND s.day = CAST(:d AS date)"
-                       " ORDER BY s.starts_at DESC LIMIT 1", d=DAY)[0][0]
+    """A slot that a valid body could book: free, on a day after the tenant's today."""
+    return latest_free_slot(app_env.sql, 1)
 
 
 def _book_bodies(slot: int) -> list[tuple[str, object, int]]:

@@ -6,8 +6,9 @@ from typing import Iterator
 import pg8000.native
 import pytest
 
-from chalicelib.db.seed import SeedRefused, seed
+from chalicelib.db.seed import PLANS, SeedRefused, seed
 from tests.conftest import create_database, database_connection, drop_database
+from tests.data_finders import wait_clear_of_local_midnight
 
 # Each seeded table with its key, for row-by-row comparison.
 TABLE_KEYS = {
@@ -16,6 +17,7 @@ TABLE_KEYS = {
     "patient": "tenant_id, id", "appointment": "tenant_id, id",
 }
 STATUSES = {"booked", "checked_in", "completed", "cancelled", "no_show"}
+SMALL_ZONES = tuple(sorted({zone for _, zone, _ in PLANS["small"].tenants}))
 
 
 @pytest.fixture()
@@ -44,6 +46,7 @@ def schema_snapshot(conn: pg8000.native.Connection) -> list[list[str]]:
 
 
 def test_small_seed_is_sensible(conn: pg8000.native.Connection) -> None:
+    wait_clear_of_local_midnight(conn.run, SMALL_ZONES)  # the checks below use the seed's "today"
     lines: list[str] = []
     counts = seed(conn, "small", progress=lines.append)
     assert lines and lines[-1].startswith("committed")
@@ -69,7 +72,19 @@ def test_small_seed_is_sensible(conn: pg8000.native.Connection) -> None:
         assert days_ahead >= 14 and 28 <= last <= 30 and -7 <= first <= -6  # no slots on Sundays
         assert 0.1 * future < future_taken < 0.5 * future  # most future slots are free
 
-    assert {r[0] for r in conn.run("SELECT DISTINCT status FROM appointment")} == STATUSES
+    # Checked in only happens today between 12:00 and 14:00 local, and a weekend day has no
+    # slots then: it is there exactly when some tenant's today has slots in that band.
+    statuses = {r[0] for r in conn.run("SELECT DISTINCT status FROM appointment")}
+    now_band = conn.run("""
+        SELECT count(*) FROM slot s JOIN tenant t ON t.id = s.tenant_id
+        WHERE s.day = (now() AT TIME ZONE t.time_zone)::date
+          AND (s.starts_at AT TIME ZONE t.time_zone)::time >= time '12:00'
+          AND (s.starts_at AT TIME ZONE t.time_zone)::time < time '14:00'""")[0][0]
+    assert statuses == STATUSES - ({"checked_in"} if now_band == 0 else set()), (statuses, now_band)
+    assert conn.run("""
+        SELECT count(*) FROM appointment a JOIN tenant t ON t.id = a.tenant_id
+        WHERE a.status = 'checked_in' AND NOT (a.day = (now() AT TIME ZONE t.time_zone)::date
+              AND (a.starts_at AT TIME ZONE t.time_zone)::time BETWEEN time '12:00' AND time '14:00')""")[0][0] == 0
     # Appointments copy their slot; every appointment was created before now.
     assert conn.run("""
         SELECT count(*) FROM appointment a JOIN slot s ON s.tenant_id = a.tenant_id AND s.id = a.slot_id
@@ -90,6 +105,7 @@ def test_seed_keeps_schema_identical(conn: pg8000.native.Connection) -> None:
 
 
 def test_same_seed_same_rows_other_seed_other_rows(conn: pg8000.native.Connection) -> None:
+    wait_clear_of_local_midnight(conn.run, SMALL_ZONES)  # equal rows need the same local "today"
     seed(conn, "small", seed=7)
     other_name = create_database()
     try:
@@ -107,9 +123,10 @@ def test_same_seed_same_rows_other_seed_other_rows(conn: pg8000.native.Connectio
 
 
 def test_refuses_non_empty_database_unless_forced(conn: pg8000.native.Connection) -> None:
+    wait_clear_of_local_midnight(conn.run, SMALL_ZONES)  # equal rows need the same local "today"
     seed(conn, "small")
-    conn.run("INSERT INTO idempotency_key (tenant_id, key, request_hash, status_code, body)"
-             " VALUES (1, 'k', 'h', 201, '{}')")
+    conn.run("INSERT INTO idempotency_key (tenant_id, subject, key, operation, request_hash, status_code, body)"
+             " VALUES (1, 'staff-1', 'k', 'book', 'h', 201, '{}')")
     digests = table_digests(conn)
     with pytest.raises(SeedRefused):
         seed(conn, "small", seed=2)

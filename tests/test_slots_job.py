@@ -10,8 +10,10 @@ import pytest
 
 from chalicelib.jobs.slots import extend_slots
 from tests.conftest import database_connection
+from tests.data_finders import wait_clear_of_local_midnight
 
 UTC = datetime.timezone.utc
+ZONES = ("Asia/Tokyo", "Europe/Berlin")
 
 
 @pytest.fixture()
@@ -39,6 +41,7 @@ def _local_today(conn: pg8000.native.Connection, zone: str) -> datetime.date:
 
 
 def test_second_run_inserts_nothing(conn: pg8000.native.Connection) -> None:
+    wait_clear_of_local_midnight(conn.run, ZONES, margin_s=20)  # a new local day adds slots
     first = extend_slots(conn, horizon_days=10)
     assert first == conn.run("SELECT count(*) FROM slot")[0][0] > 0
     seq = conn.run("SELECT last_value FROM slot_id_seq")[0][0]
@@ -48,6 +51,7 @@ def test_second_run_inserts_nothing(conn: pg8000.native.Connection) -> None:
 
 
 def test_default_range_and_active_doctors_only(conn: pg8000.native.Connection) -> None:
+    wait_clear_of_local_midnight(conn.run, ZONES, margin_s=20)  # "today" read after the run
     extend_slots(conn, horizon_days=10, tenant_id=1)
     today = _local_today(conn, "Asia/Tokyo")
     rows = conn.run("SELECT tenant_id, doctor_id, min(day), max(day), count(*) FROM slot GROUP BY 1, 2")
@@ -57,6 +61,7 @@ def test_default_range_and_active_doctors_only(conn: pg8000.native.Connection) -
 
 
 def test_slot_times_follow_tenant_time_zone(conn: pg8000.native.Connection) -> None:
+    wait_clear_of_local_midnight(conn.run, ZONES, margin_s=20)  # "today" read after the run
     extend_slots(conn, horizon_days=3)
     today = _local_today(conn, "Asia/Tokyo")
     eight = datetime.datetime.combine(today, datetime.time(8, 0), ZoneInfo("Asia/Tokyo")).astimezone(UTC)

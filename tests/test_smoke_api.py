@@ -1,5 +1,5 @@
 """A first pass over every cached route: DB then L1, headers present."""
-import datetime as dt
+from tests.data_finders import days_with_free_slots, new_patient
 
 
 def test_departments_db_then_l1(client, app_env):
@@ -18,11 +18,11 @@ def test_departments_db_then_l1(client, app_env):
 
 def test_book_then_slot_gone(client, app_env):
     headers = app_env.headers(role="staff")
-    day = (dt.date.today() + dt.timedelta(days=2)).isoformat()
+    day = days_with_free_slots(app_env.sql, 1)[0]
     slots = client.http.get(f"/api/slots/available?clientId=1&date={day}", headers=headers).json_body["slots"]
     slot = slots[0]["slotId"]
     booked = client.http.post("/api/appointments", headers={**headers, "Content-Type": "application/json"},
-                              body=f'{{"clientId":1,"slotId":{slot},"patientId":1}}')
+                              body=f'{{"clientId":1,"slotId":{slot},"patientId":{new_patient(app_env.sql)}}}')
     assert booked.status_code == 201, booked.body
     after = client.http.get(f"/api/slots/available?clientId=1&date={day}", headers=headers).json_body["slots"]
     assert slot not in [s["slotId"] for s in after]
