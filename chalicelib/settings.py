@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
-from urllib.parse import quote, unquote, urlparse
+from urllib.parse import parse_qsl, quote, unquote, urlparse, urlsplit
 
 DEFAULT_POLICIES: dict[str, tuple[float, float]] = {
     # resource: (fresh seconds, stale window seconds kept beyond freshness)
@@ -38,6 +38,15 @@ class DatabaseSettings:
     statement_timeout_ms: int = 5000
     connect_timeout_s: float = 5.0
     prepared_statements: bool = True  # named, per connection; see docs/deployment.md (RDS Proxy)
+    pool_size: int = 4  # connections a process keeps at most (a Lambda container uses one)
+    pool_wait_ms: int = 2000  # how long a request waits for a busy pool before a 503
+
+    @property
+    def socket_path(self) -> str | None:
+        """The Unix socket file when `host` is a directory (libpq's rule), else None."""
+        if self.host.startswith("/"):
+            return f"{self.host.rstrip('/')}/.s.PGSQL.{self.port}"
+        return None
 
     @property
     def url(self) -> str:
@@ -45,7 +54,15 @@ class DatabaseSettings:
         auth = quote(self.user, safe="")
         if self.password:
             auth += ":" + quote(self.password, safe="")
-        return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}"
+        database = quote(self.database, safe="")
+        if self.socket_path is not None:
+            return f"postgresql://{auth}@/{database}?host={quote(self.host, safe='/')}&port={self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"postgresql://{auth}@{host}:{self.port}/{database}"
+
+    def with_database(self, database: str) -> "DatabaseSettings":
+        """The same server and credentials, another database."""
+        return replace(self, database=database)
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,8 @@ class Settings:
     redis: RedisSettings
     cache: CacheSettings
     auth_secret: str
+    auth_max_token_ttl_s: int = 24 * 3600
+    patient_max_future_bookings: int = 5
     stage: str = "dev"
     refresh_lock_id: int = 7_100_001
     refresh_timeout_ms: int = 120_000
@@ -103,28 +122,69 @@ def _bool(value: str | None, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _bounded_int(text: str, name: str, low: int, high: int) -> int:
+    """An integer setting within [low, high]; ValueError naming the variable otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}")
+    return value
+
+
 def parse_database_url(url: str) -> dict[str, object]:
-    """Split a postgresql:// URL into DatabaseSettings keyword arguments."""
-    parsed = urlparse(url)
+    """Split a postgresql:// URL into DatabaseSettings keyword arguments.
+
+    The host may be a Unix socket directory, as libpq accepts it: percent-encoded in the
+    authority (`postgresql://u@%2Fvar%2Frun%2Fpostgresql/db`) or in the query
+    (`postgresql://u@/db?host=/var/run/postgresql`, as pgserver hands it out). Query
+    parameters `host`, `port`, `user`, `password`, `dbname`, `sslmode` and `sslrootcert`
+    override the authority's parts, as in libpq."""
+    parsed = urlsplit(url)
     if parsed.scheme not in {"postgres", "postgresql"}:
         raise ValueError("DATABASE_URL must start with postgresql://")
+    userinfo, _, hostport = parsed.netloc.rpartition("@")
     out: dict[str, object] = {}
-    if parsed.hostname:
-        out["host"] = parsed.hostname
-    if parsed.port:
-        out["port"] = parsed.port
-    if parsed.username:
-        out["user"] = unquote(parsed.username)
-    if parsed.password:
-        out["password"] = unquote(parsed.password)
+    if userinfo:
+        user, has_password, password = userinfo.partition(":")
+        if user:
+            out["user"] = unquote(user)
+        if has_password and password:
+            out["password"] = unquote(password)
+    host, port = _split_host_port(hostport)
+    if host:
+        out["host"] = host
+    if port is not None:
+        out["port"] = port
     if parsed.path and parsed.path != "/":
-        out["database"] = parsed.path.lstrip("/")
-    for part in parsed.query.split("&"):
-        if part.startswith("sslmode="):
-            out["ssl_mode"] = part.split("=", 1)[1]
-        elif part.startswith("sslrootcert="):
-            out["ssl_root_cert"] = unquote(part.split("=", 1)[1])
+        out["database"] = unquote(parsed.path.lstrip("/"))
+    names = {"host": "host", "user": "user", "password": "password", "dbname": "database",
+             "sslmode": "ssl_mode", "sslrootcert": "ssl_root_cert"}
+    for name, value in parse_qsl(parsed.query, keep_blank_values=False):
+        if name == "port":
+            out["port"] = _port(value)
+        elif name in names:
+            out[names[name]] = value
     return out
+
+
+def _split_host_port(hostport: str) -> tuple[str, int | None]:
+    """`host[:port]` of a URL authority, the host unquoted (it may be an encoded path);
+    IPv6 literals in brackets keep their colons."""
+    if hostport.startswith("["):
+        host, _, rest = hostport[1:].partition("]")
+        return host, _port(rest[1:]) if rest.startswith(":") else None
+    host, colon, port = hostport.rpartition(":")
+    if not colon:
+        return unquote(hostport), None
+    return unquote(host), _port(port) if port else None
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError("the port in DATABASE_URL must be a number from 1 to 65535")
+    return int(text)
 
 
 def parse_redis_url(url: str) -> dict[str, object]:
@@ -183,6 +243,10 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, st
         db_kwargs["statement_timeout_ms"] = int(merged["DB_STATEMENT_TIMEOUT_MS"])
     if merged.get("DB_PREPARED_STATEMENTS"):
         db_kwargs["prepared_statements"] = _bool(merged["DB_PREPARED_STATEMENTS"])
+    if merged.get("DB_POOL_SIZE"):
+        db_kwargs["pool_size"] = _bounded_int(merged["DB_POOL_SIZE"], "DB_POOL_SIZE", 1, 100)
+    if merged.get("DB_POOL_WAIT_MS"):
+        db_kwargs["pool_wait_ms"] = _bounded_int(merged["DB_POOL_WAIT_MS"], "DB_POOL_WAIT_MS", 0, 60_000)
 
     redis_kwargs: dict[str, object] = {}
     if merged.get("REDIS_URL"):
@@ -225,6 +289,10 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, st
         redis=RedisSettings(**redis_kwargs),  # type: ignore[arg-type]
         cache=CacheSettings(**cache_kwargs),  # type: ignore[arg-type]
         auth_secret=merged.get("AUTH_SECRET", ""),
+        auth_max_token_ttl_s=_bounded_int(merged.get("AUTH_MAX_TOKEN_TTL", "86400"), "AUTH_MAX_TOKEN_TTL",
+                                          60, 30 * 86400),
+        patient_max_future_bookings=_bounded_int(merged.get("PATIENT_MAX_FUTURE_BOOKINGS", "5"),
+                                                 "PATIENT_MAX_FUTURE_BOOKINGS", 1, 1000),
         stage=merged.get("STAGE", "dev"),
         refresh_timeout_ms=int(merged.get("REFRESH_TIMEOUT_MS", 120_000)),
         slot_horizon_days=int(merged.get("SLOT_HORIZON_DAYS", 30)),

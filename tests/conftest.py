@@ -13,22 +13,21 @@ import pg8000.native
 import pytest
 
 from chalicelib.db import migrate
+from chalicelib.db.connection import connection_arguments
 from chalicelib.settings import DatabaseSettings, load_settings
 
 TEST_AUTH_SECRET = "test-secret-not-for-production-0123456789"
 
 
 def admin_settings() -> DatabaseSettings:
-    """Settings for the server's maintenance database (where CREATE DATABASE runs)."""
-    base = load_settings().db
-    return DatabaseSettings(host=base.host, port=base.port, user=base.user, password=base.password,
-                            database="postgres")
+    """Settings for the server's maintenance database (where CREATE DATABASE runs): the
+    server of DATABASE_URL (a TCP address or a Unix socket directory)."""
+    return load_settings().db.with_database("postgres")
 
 
 def admin_connection() -> pg8000.native.Connection:
     s = admin_settings()
-    return pg8000.native.Connection(user=s.user, host=s.host, port=s.port, password=s.password,
-                                    database=s.database)
+    return pg8000.native.Connection(**connection_arguments(s), database=s.database)
 
 
 def create_database(prefix: str = "hb_test") -> str:
@@ -51,14 +50,12 @@ def drop_database(name: str) -> None:
 
 
 def database_connection(name: str) -> pg8000.native.Connection:
-    s = admin_settings()
-    return pg8000.native.Connection(user=s.user, host=s.host, port=s.port, password=s.password,
-                                    database=name, startup_params={"TimeZone": "UTC"})
+    return pg8000.native.Connection(**connection_arguments(admin_settings()), database=name,
+                                    startup_params={"TimeZone": "UTC"})
 
 
 def database_url(name: str) -> str:
-    s = admin_settings()
-    return DatabaseSettings(host=s.host, port=s.port, user=s.user, password=s.password, database=name).url
+    return admin_settings().with_database(name).url
 
 
 @pytest.fixture()
@@ -72,14 +69,14 @@ def fresh_db() -> Iterator[str]:
 
 
 def reset_app_state() -> None:
-    """Forget settings, cache and this thread's DB connection (after env changes)."""
+    """Forget settings, cache and the process's DB connections (after env changes)."""
     from chalicelib.cache.tiered import reset_cache
-    from chalicelib.db.connection import drop_current
+    from chalicelib.db.connection import close_all
     from chalicelib.settings import reset_settings as _reset
 
     _reset()
     reset_cache()
-    drop_current()
+    close_all()
 
 
 def seeded_database(prefix: str = "hb_test") -> str:

@@ -157,7 +157,8 @@ class KeepAlive:
 
 class TcpProxy:
     """Forwards 127.0.0.1:port -> target in threads; `cut()` closes the listener and every
-    forwarded connection at once (the database becomes unreachable)."""
+    forwarded connection at once (the database becomes unreachable). A target host that is
+    a directory is PostgreSQL's Unix socket directory (`<dir>/.s.PGSQL.<port>`)."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -179,8 +180,7 @@ class TcpProxy:
             except OSError:
                 return
             try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
+                upstream = self._connect_upstream()
             except OSError:
                 client.close()
                 continue
@@ -192,6 +192,16 @@ class TcpProxy:
                 self._sockets.update((client, upstream))
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _connect_upstream(self) -> socket.socket:
+        host, port = self.target
+        if host.startswith("/"):
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(f"{host.rstrip('/')}/.s.PGSQL.{port}")
+        else:
+            upstream = socket.create_connection(self.target, timeout=5)
+            upstream.settimeout(None)
+        return upstream
 
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:

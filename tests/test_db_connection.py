@@ -10,12 +10,14 @@ import time
 import pytest
 
 from chalicelib.db import connection as db
+from tests.data_finders import new_patient
 from tests.helpers_servers import free_future_slots
 
 
 def _terminate_current_backend(app_env) -> None:
-    """Kill this thread's server process from another connection and wait until it is gone."""
-    pid = db.current().run("SELECT pg_backend_pid()")[0][0]
+    """Kill the server process of the connection the next statement will borrow (the pool
+    lends the most recently returned one first) and wait until it is gone."""
+    pid = db.scalar("SELECT pg_backend_pid()")
     app_env.sql("SELECT pg_terminate_backend(:p)", p=pid)
     deadline = time.monotonic() + 5
     while app_env.sql("SELECT count(*) FROM pg_stat_activity WHERE pid = :p", p=pid)[0][0]:
@@ -26,23 +28,26 @@ def _terminate_current_backend(app_env) -> None:
 @pytest.fixture()
 def scratch(app_env):
     app_env.sql("CREATE TABLE conn_scratch (id serial PRIMARY KEY, v text NOT NULL)")
-    db.drop_current()
+    db.close_all()
     try:
         yield
     finally:
-        db.drop_current()
+        db.close_all()
         app_env.sql("DROP TABLE conn_scratch")
 
 
 def test_statements_are_prepared_once_per_connection(app_env, scratch):
     sql = "SELECT count(*) FROM conn_scratch WHERE v = :v"
     assert db.run(sql, v="x") == [[0]]
-    first = db._prepared(db.current(), sql)
+    with db.borrowed() as session:
+        first = session.prepared(sql)
     assert db.run(sql, v="y") == [[0]]
-    assert db._prepared(db.current(), sql) is first
-    db.drop_current()
+    with db.borrowed() as session:
+        assert session.prepared(sql) is first
+    db.close_all()
     assert db.run(sql, v="x") == [[0]]
-    assert db._prepared(db.current(), sql) is not first  # a new connection prepares anew
+    with db.borrowed() as session:
+        assert session.prepared(sql) is not first  # a new connection prepares anew
 
 
 def test_a_schema_change_does_not_break_prepared_reads_or_writes(app_env, scratch):
@@ -80,7 +85,7 @@ def test_connection_lost_after_sending_is_an_unknown_outcome(app_env, scratch, m
 def test_booking_with_unknown_outcome_answers_503_without_claiming_nothing_changed(client, app_env, monkeypatch):
     headers = {**app_env.headers(role="staff"), "Content-Type": "application/json"}
     (slot, _, _), (other, _, _) = free_future_slots(app_env, limit=2)
-    patient = app_env.sql("SELECT min(id) FROM patient WHERE tenant_id = 1")[0][0]
+    patient = new_patient(app_env.sql)
     first = client.http.post("/api/appointments", headers=headers,
                              body=json.dumps({"clientId": 1, "slotId": slot, "patientId": patient}))
     assert first.status_code == 201, first.body
@@ -100,5 +105,7 @@ def test_prepared_statements_can_be_switched_off(app_env, scratch):
     with patched_environ({"DB_PREPARED_STATEMENTS": "0"}):
         (row,) = db.write("INSERT INTO conn_scratch (v) VALUES (:v) RETURNING id", v="unprepared")
         assert db.run("SELECT v FROM conn_scratch WHERE id = :id", id=row[0]) == [["unprepared"]]
-        assert db._prepared(db.current(), "SELECT v FROM conn_scratch WHERE id = :id") is None
-    assert db._prepared(db.current(), "SELECT 1 WHERE 1 = :one") is not None  # back on by default
+        with db.borrowed() as session:
+            assert session.prepared("SELECT v FROM conn_scratch WHERE id = :id") is None
+    with db.borrowed() as session:
+        assert session.prepared("SELECT 1 WHERE 1 = :one") is not None  # back on by default

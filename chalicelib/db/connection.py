@@ -1,13 +1,21 @@
-"""One pg8000 connection per container (per thread under `chalice local`), reused.
+"""PostgreSQL connections: a bounded pool shared by the threads of a process, reused.
 
-A broken connection is reconnected once; a second failure raises `DatabaseUnavailable`.
-Every connection sets a statement timeout and `TimeZone=UTC`, so `to_json(timestamptz)`
-renders RFC 3339 with an offset.
+A thread borrows a connection for one statement or one transaction and gives it back; at
+most `DB_POOL_SIZE` connections are open at once, and a thread that finds them all busy
+waits up to `DB_POOL_WAIT_MS`, then gets `PoolExhausted` (503). A Lambda container runs one
+request at a time, so it holds one connection, as before; `serve` (one thread per client
+connection) holds at most the pool's size however many clients come and go.
+
+A broken connection is replaced once; a second failure raises `DatabaseUnavailable`. Every
+connection sets a statement timeout and `TimeZone=UTC`, so `to_json(timestamptz)` renders
+RFC 3339 with an offset.
 
 Statements with parameters run as prepared statements kept per connection: pg8000 sends an
 unnamed statement as parse, describe and execute in three round trips, a prepared one in
 one (and PostgreSQL plans it once, not on every call). `DB_PREPARED_STATEMENTS=0` switches
-this off (see docs/deployment.md on RDS Proxy).
+this off (see docs/deployment.md on RDS Proxy). The statements live in the `Session` that
+owns the connection and go when it is closed (no weak references that the statements,
+pointing back at their connection, would keep alive).
 """
 from __future__ import annotations
 
@@ -15,7 +23,6 @@ import socket
 import ssl
 import threading
 import time
-import weakref
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Callable, Iterator, TypeVar
@@ -34,7 +41,10 @@ class WriteOutcomeUnknown(DatabaseUnavailable):
     """The connection broke after a write was sent: it may or may not have been committed."""
 
 
-_local = threading.local()
+class PoolExhausted(DatabaseUnavailable):
+    """Every pooled connection stayed busy for the whole wait."""
+
+
 T = TypeVar("T")
 # SQLSTATEs that mean "the server went away" (admin shutdown, crash, cannot connect).
 _GONE = {"57P01", "57P02", "57P03", "08000", "08003", "08006", "08001", "08004"}
@@ -47,7 +57,18 @@ CREDENTIALS_REFRESH_S = 10.0
 _last_credentials_refresh = 0.0
 # A connection idle longer than this is checked (SELECT 1) before a write is sent on it.
 IDLE_CHECK_S = 1.0
-_statements: "weakref.WeakKeyDictionary[pg8000.native.Connection, dict[str, Any]]" = weakref.WeakKeyDictionary()
+
+
+def connection_arguments(settings: DatabaseSettings) -> dict[str, Any]:
+    """pg8000's keyword arguments for the settings' server and credentials: TCP host and
+    port, or the Unix socket when the host is a directory; TLS as the settings say."""
+    arguments: dict[str, Any] = {"user": settings.user, "password": settings.password,
+                                 "ssl_context": _ssl_context(settings)}
+    if settings.socket_path is not None:
+        arguments["unix_sock"] = settings.socket_path
+    else:
+        arguments.update(host=settings.host, port=settings.port)
+    return arguments
 
 
 def _ssl_context(settings: DatabaseSettings) -> ssl.SSLContext | None:
@@ -76,7 +97,7 @@ def connect(settings: DatabaseSettings | None = None, database: str | None = Non
     except DatabaseUnavailable as exc:
         global _last_credentials_refresh
         now = time.monotonic()
-        refused = sqlstate(exc.__cause__) in _CREDENTIALS_REFUSED
+        refused = _refusal_in_chain(exc) in _CREDENTIALS_REFUSED
         if not refused or now - _last_credentials_refresh < CREDENTIALS_REFRESH_S:
             raise
         _last_credentials_refresh = now
@@ -93,12 +114,8 @@ def _open(settings: DatabaseSettings, database: str | None,
         settings = replace(settings, statement_timeout_ms=statement_timeout_ms)
     try:
         conn = pg8000.native.Connection(
-            user=settings.user,
-            host=settings.host,
-            port=settings.port,
-            password=settings.password,
+            **connection_arguments(settings),
             database=database or settings.database,
-            ssl_context=_ssl_context(settings),
             timeout=settings.connect_timeout_s + settings.statement_timeout_ms / 1000.0,
             application_name="hospital-booking",
             startup_params={"statement_timeout": str(settings.statement_timeout_ms), "TimeZone": "UTC"},
@@ -107,8 +124,6 @@ def _open(settings: DatabaseSettings, database: str | None,
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {type(exc).__name__}") from exc
     except DatabaseError as exc:
         raise DatabaseUnavailable("PostgreSQL refused the connection") from exc
-    if settings.prepared_statements:
-        _statements[conn] = {}
     return conn
 
 
@@ -120,6 +135,22 @@ def _is_gone(exc: BaseException) -> bool:
     return False
 
 
+def _refusal_in_chain(exc: BaseException) -> str | None:
+    """The SQLSTATE of the server's refusal behind a failed connect, if any. The server
+    sends its FATAL error and closes at once; when pg8000's own reply write then meets the
+    closed socket (often over a Unix socket), the refusal is the context of the BrokenPipe
+    error, not its cause."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        state = sqlstate(seen)
+        if state is not None:
+            return state
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def sqlstate(exc: BaseException) -> str | None:
     """The SQLSTATE code of a pg8000 DatabaseError, if any."""
     if isinstance(exc, DatabaseError) and exc.args and isinstance(exc.args[0], dict):
@@ -127,79 +158,176 @@ def sqlstate(exc: BaseException) -> str | None:
     return None
 
 
-def execute(conn: pg8000.native.Connection, sql: str, **params: Any) -> list[list[Any]]:
-    """Run `sql` on `conn`; with parameters, through this connection's prepared statement
-    for that text (prepared on first use)."""
-    statement = _prepared(conn, sql) if params else None
-    if statement is None:
-        return conn.run(sql, **params) or []
-    try:
-        return statement.run(**params) or []
-    except DatabaseError as exc:
-        if sqlstate(exc) in _STALE_STATEMENT:
-            _statements.get(conn, {}).pop(sql, None)  # prepared again on the next call
-        raise
+class Session:
+    """One open connection and the statements prepared on it (None: preparing is off)."""
 
+    __slots__ = ("conn", "statements", "last_used")
 
-def _prepared(conn: pg8000.native.Connection, sql: str) -> Any:
-    """This connection's prepared statement for `sql` (prepared now if new: one round trip);
-    None when the connection was opened with prepared statements switched off."""
-    prepared = _statements.get(conn)
-    if prepared is None:
-        return None
-    statement = prepared.get(sql)
-    if statement is None:
-        if len(prepared) >= _STATEMENTS_PER_CONNECTION:
-            prepared.clear()  # only dynamic SQL gone wrong gets here; forget rather than grow
-        statement = prepared[sql] = conn.prepare(sql)
-    return statement
-
-
-class Transaction:
-    """The connection of an open transaction; `run` uses prepared statements."""
-
-    def __init__(self, conn: pg8000.native.Connection) -> None:
+    def __init__(self, conn: pg8000.native.Connection, prepare: bool) -> None:
         self.conn = conn
+        self.statements: dict[str, Any] | None = {} if prepare else None
+        self.last_used = time.monotonic()
 
-    def run(self, sql: str, **params: Any) -> list[list[Any]]:
-        """Run one statement inside the transaction."""
-        return execute(self.conn, sql, **params)
+    def prepared(self, sql: str) -> Any:
+        """This connection's prepared statement for `sql` (prepared now if new: one round
+        trip); None when preparing is switched off."""
+        statements = self.statements
+        if statements is None:
+            return None
+        statement = statements.get(sql)
+        if statement is None:
+            if len(statements) >= _STATEMENTS_PER_CONNECTION:
+                statements.clear()  # only dynamic SQL gone wrong gets here; forget rather than grow
+            statement = statements[sql] = self.conn.prepare(sql)
+        return statement
 
-
-def current() -> pg8000.native.Connection:
-    """This thread's connection, opened on first use."""
-    conn = getattr(_local, "conn", None)
-    if conn is None:
-        conn = connect()
-        _local.conn = conn
-    _local.last_used = time.monotonic()
-    return conn
-
-
-def drop_current() -> None:
-    """Close and forget this thread's connection (after a failure, or in tests)."""
-    conn = getattr(_local, "conn", None)
-    _local.conn = None
-    if conn is not None:
+    def execute(self, sql: str, **params: Any) -> list[list[Any]]:
+        """Run `sql`; with parameters, through the prepared statement for that text."""
+        statement = self.prepared(sql) if params else None
+        if statement is None:
+            return self.conn.run(sql, **params) or []
         try:
-            conn.close()
+            return statement.run(**params) or []
+        except DatabaseError as exc:
+            if sqlstate(exc) in _STALE_STATEMENT and self.statements is not None:
+                self.statements.pop(sql, None)  # prepared again on the next call
+            raise
+
+    def close(self) -> None:
+        """Close the connection; its prepared statements go with it."""
+        self.statements = None
+        try:
+            self.conn.close()
         except Exception:  # noqa: BLE001 - the socket may already be gone
             pass
 
 
-def _with_connection(action: Callable[[pg8000.native.Connection], T]) -> T:
-    """`action(connection)` on this thread's connection: reconnect once if the connection
+class Pool:
+    """At most `size` connections, shared by threads; each borrowed by one thread at a time.
+
+    Invariants (under `_lock`): `opened == len(idle) + borrowed <= size`; a Session is either
+    in `idle` or held by exactly one borrower; a broken Session is closed and never returns
+    to `idle`. Connections open outside the lock, with their place reserved in `opened`.
+    `idle` is a stack: the most recently returned connection is borrowed first, so a
+    single-threaded container keeps using one connection.
+    """
+
+    def __init__(self, size: int, wait_s: float, opener: Callable[[], Session]) -> None:
+        self.size = size
+        self.wait_s = wait_s
+        self._open = opener
+        self._lock = threading.Condition()
+        self.idle: list[Session] = []
+        self.opened = 0
+
+    def acquire(self) -> Session:
+        """An idle connection, a new one while fewer than `size` are open, or the first one
+        returned within `wait_s`; else `PoolExhausted`."""
+        deadline = time.monotonic() + self.wait_s
+        with self._lock:
+            while not self.idle and self.opened >= self.size:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise PoolExhausted(f"all {self.size} database connections stayed busy")
+                self._lock.wait(left)
+            if self.idle:
+                return self.idle.pop()
+            self.opened += 1
+        try:
+            return self._open()
+        except BaseException:
+            with self._lock:
+                self.opened -= 1
+                self._lock.notify()
+            raise
+
+    def release(self, session: Session, broken: bool = False) -> None:
+        """Give a borrowed connection back; a broken one is closed and its place freed."""
+        if broken:
+            session.close()
+        else:
+            session.last_used = time.monotonic()
+        with self._lock:
+            if broken:
+                self.opened -= 1
+            else:
+                self.idle.append(session)
+            self._lock.notify()
+
+    def close_idle(self) -> int:
+        """Close every idle connection (borrowed ones close when they come back broken, or
+        stay until the next `close_idle`); returns how many were closed."""
+        with self._lock:
+            idle, self.idle = self.idle, []
+            self.opened -= len(idle)
+            self._lock.notify_all()
+        for session in idle:
+            session.close()
+        return len(idle)
+
+
+_pool: Pool | None = None
+_pool_lock = threading.Lock()
+
+
+def _open_session() -> Session:
+    return Session(connect(), get_settings().db.prepared_statements)
+
+
+def pool() -> Pool:
+    """This process's pool, sized by the settings on first use."""
+    global _pool
+    current = _pool
+    if current is None:
+        with _pool_lock:
+            if _pool is None:
+                db = get_settings().db
+                _pool = Pool(db.pool_size, db.pool_wait_ms / 1000.0, _open_session)
+            current = _pool
+    return current
+
+
+def close_all() -> None:
+    """Close the pool's idle connections and forget the pool (its size and settings are
+    read again on next use): after the settings changed, and in tests."""
+    global _pool
+    with _pool_lock:
+        current, _pool = _pool, None
+    if current is not None:
+        current.close_idle()
+
+
+@contextmanager
+def borrowed() -> Iterator[Session]:
+    """A pooled connection for the duration of the block; returned broken (closed) when the
+    block fails because the server went away."""
+    current = pool()
+    session = current.acquire()
+    broken = False
+    try:
+        yield session
+    except BaseException as exc:
+        broken = _is_gone(exc)
+        raise
+    finally:
+        current.release(session, broken)
+
+
+def _with_connection(action: Callable[[Session], T]) -> T:
+    """`action(session)` on a pooled connection: on a fresh one once more if the connection
     was broken, prepare once more if a prepared statement went stale (a migration changed
     a table it reads); a second failure raises `DatabaseUnavailable`."""
     for attempt in (1, 2):
         try:
-            return action(current())
+            with borrowed() as session:
+                return action(session)
+        except PoolExhausted:
+            raise
         except Exception as exc:  # noqa: BLE001 - classified below
             if attempt == 1 and sqlstate(exc) in _STALE_STATEMENT:
                 continue
             if not _is_gone(exc) and not isinstance(exc, DatabaseUnavailable):
                 raise
-            drop_current()
             if attempt == 2 or isinstance(exc, DatabaseUnavailable):
                 raise DatabaseUnavailable("PostgreSQL is unreachable") from exc
     raise AssertionError("unreachable")
@@ -207,7 +335,7 @@ def _with_connection(action: Callable[[pg8000.native.Connection], T]) -> T:
 
 def run(sql: str, **params: Any) -> list[list[Any]]:
     """Run one statement in autocommit mode (see `_with_connection` for the retries)."""
-    return _with_connection(lambda conn: execute(conn, sql, **params))
+    return _with_connection(lambda session: session.execute(sql, **params))
 
 
 def scalar(sql: str, **params: Any) -> Any:
@@ -216,62 +344,97 @@ def scalar(sql: str, **params: Any) -> Any:
     return rows[0][0] if rows else None
 
 
+def _ready_session(sql: str, prepare: bool) -> tuple[Pool, Session]:
+    """A borrowed connection checked to be alive (SELECT 1 when idle longer than
+    IDLE_CHECK_S) and with `sql` prepared: everything that may fail before a write is sent.
+    A broken connection is replaced once."""
+    current = pool()
+    for attempt in (1, 2):
+        session = current.acquire()
+        try:
+            if time.monotonic() - session.last_used > IDLE_CHECK_S:
+                session.conn.run("SELECT 1")
+            if prepare:
+                session.prepared(sql)
+            return current, session
+        except Exception as exc:  # noqa: BLE001 - classified below
+            gone = _is_gone(exc)
+            current.release(session, broken=gone)
+            if attempt == 1 and (gone or sqlstate(exc) in _STALE_STATEMENT):
+                continue
+            if gone:
+                raise DatabaseUnavailable("PostgreSQL is unreachable") from exc
+            raise
+    raise AssertionError("unreachable")
+
+
 def write(sql: str, **params: Any) -> list[list[Any]]:
     """Run one data-changing statement on its own (autocommit: a single statement is atomic),
     in one round trip. A connection idle for more than IDLE_CHECK_S is checked first, and
     replaced once if broken, before anything is sent; if the connection breaks after the
     statement was sent, the outcome is unknown and `WriteOutcomeUnknown` is raised."""
-    idle = time.monotonic() - getattr(_local, "last_used", 0.0)
+    current, session = _ready_session(sql, prepare=bool(params))
+    broken = False
+    try:
+        for attempt in (1, 2):
+            try:
+                return session.execute(sql, **params)
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if attempt == 1 and sqlstate(exc) in _STALE_STATEMENT:
+                    continue  # refused while planning: nothing was written
+                if not _is_gone(exc):
+                    raise
+                broken = True
+                raise WriteOutcomeUnknown("the connection broke after the write was sent") from exc
+        raise AssertionError("unreachable")
+    finally:
+        current.release(session, broken)
 
-    def ready(conn: pg8000.native.Connection) -> pg8000.native.Connection:
-        if idle > IDLE_CHECK_S:
-            conn.run("SELECT 1")
-        if params:
-            _prepared(conn, sql)
-        return conn
 
-    conn = _with_connection(ready)
-    for attempt in (1, 2):
-        try:
-            return execute(conn, sql, **params)
-        except Exception as exc:  # noqa: BLE001 - classified below
-            if attempt == 1 and sqlstate(exc) in _STALE_STATEMENT:
-                continue  # refused while planning: nothing was written
-            if not _is_gone(exc):
-                raise
-            drop_current()
-            raise WriteOutcomeUnknown("the connection broke after the write was sent") from exc
-    raise AssertionError("unreachable")
+class Transaction:
+    """The connection of an open transaction; `run` uses prepared statements."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def run(self, sql: str, **params: Any) -> list[list[Any]]:
+        """Run one statement inside the transaction."""
+        return self.session.execute(sql, **params)
 
 
 @contextmanager
 def transaction() -> Iterator[Transaction]:
-    """A transaction on this thread's connection: commit on success, roll back on error.
+    """A transaction on a pooled connection: commit on success, roll back on error.
 
-    The connection is checked (and reconnected once) before BEGIN, so a broken idle
+    The connection is checked (and replaced once) before BEGIN, so a broken idle
     connection never fails a write half-way; a failure inside the transaction is not
     retried, because the caller must decide whether repeating the work is safe.
     """
-    conn: pg8000.native.Connection | None = None
+    current = pool()
+    session: Session | None = None
     for attempt in (1, 2):
+        session = current.acquire()
         try:
-            conn = current()
-            conn.run("BEGIN")
+            session.conn.run("BEGIN")
             break
         except Exception as exc:  # noqa: BLE001
-            drop_current()
-            if attempt == 2 or not (_is_gone(exc) or isinstance(exc, DatabaseUnavailable)):
+            current.release(session, broken=True)
+            session = None
+            if attempt == 2 or not _is_gone(exc):
                 raise DatabaseUnavailable("PostgreSQL is unreachable") from exc
-    assert conn is not None
+    assert session is not None
+    broken = False
     try:
-        yield Transaction(conn)
-        conn.run("COMMIT")
+        yield Transaction(session)
+        session.conn.run("COMMIT")
     except BaseException as exc:
         try:
-            conn.run("ROLLBACK")
+            session.conn.run("ROLLBACK")
         except Exception:  # noqa: BLE001 - the connection is gone; drop it
-            drop_current()
+            broken = True
         if _is_gone(exc):
-            drop_current()
+            broken = True
             raise DatabaseUnavailable("PostgreSQL went away during a transaction; nothing was committed") from exc
         raise
+    finally:
+        current.release(session, broken)
