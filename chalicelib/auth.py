@@ -1,4 +1,9 @@
-"""Bearer-token check (JWT, HS256 pinned) and the tenant and role guards."""
+"""Bearer-token check (JWT, HS256 pinned) and the tenant and role guards.
+
+Token rules (API.md): a token lives at most `AUTH_MAX_TOKEN_TTL` seconds (default 24 h)
+past its `iat` (and never expires later than that from now, `iat` or not); clocks may
+differ by `LEEWAY_S`; the secret must be at least `MIN_SECRET_BYTES` long.
+"""
 from __future__ import annotations
 
 import threading
@@ -13,6 +18,23 @@ from chalicelib.http import ApiError
 ROLES = ("staff", "admin", "patient")
 _REQUIRED = ["sub", "tenant", "role", "exp"]
 _VERIFIED_MAX = 4096
+LEEWAY_S = 30
+DEFAULT_MAX_TTL_S = 24 * 3600
+MIN_SECRET_BYTES = 32
+_MAX_TOKEN_BYTES = 8192
+
+
+class WeakSecret(ValueError):
+    """AUTH_SECRET is missing or shorter than MIN_SECRET_BYTES."""
+
+
+def check_secret(secret: str) -> None:
+    """Raise WeakSecret unless the secret is at least MIN_SECRET_BYTES bytes (UTF-8)."""
+    if not secret:
+        raise WeakSecret("AUTH_SECRET is not set")
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise WeakSecret(f"AUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes"
+                         f" (for example: openssl rand -base64 32)")
 
 
 @dataclass(frozen=True)
@@ -34,42 +56,76 @@ _verified: dict[tuple[str, str], Principal] = {}
 _verified_lock = threading.Lock()
 
 
-def _principal_from_claims(claims: Mapping[str, object]) -> Principal:
+def _timestamp(value: object) -> float | None:
+    """A NumericDate claim as a float, or None when it is not a finite number of a sane size."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not -2**53 <= value <= 2**53:  # no overflow on conversion (exp = 10**400)
+        return None
+    number = float(value)
+    return number if number == number else None  # NaN
+
+
+def _check_lifetime(claims: Mapping[str, object], max_ttl_s: float) -> float:
+    """The token's expiry; 401 when exp or iat is malformed or the lifetime exceeds max_ttl_s."""
+    exp = _timestamp(claims.get("exp"))
+    if exp is None:
+        raise ApiError(401, "The token's exp claim is not a number of seconds.")
+    now = time.time()
+    if exp > now + max_ttl_s + LEEWAY_S:
+        raise ApiError(401, f"The token lives longer than the allowed {int(max_ttl_s)} seconds.")
+    if "iat" in claims:
+        iat = _timestamp(claims.get("iat"))
+        if iat is None or iat > now + LEEWAY_S:
+            raise ApiError(401, "The token's iat claim is not a past time.")
+        if exp - iat > max_ttl_s:
+            raise ApiError(401, f"The token lives longer than the allowed {int(max_ttl_s)} seconds.")
+    return exp
+
+
+def _principal_from_claims(claims: Mapping[str, object], expires_at: float) -> Principal:
     tenant, role, sub = claims.get("tenant"), claims.get("role"), claims.get("sub")
-    if not isinstance(tenant, int) or isinstance(tenant, bool) or tenant <= 0:
+    if not isinstance(tenant, int) or isinstance(tenant, bool) or not 0 < tenant <= 2_147_483_647:
         raise ApiError(401, "The token's tenant claim is not a positive integer.")
     if role not in ROLES:
         raise ApiError(401, "The token's role claim is not one of staff, admin, patient.")
-    if not isinstance(sub, str) or not sub:
-        raise ApiError(401, "The token's sub claim is missing.")
+    if not isinstance(sub, str) or not sub or len(sub) > 200:
+        raise ApiError(401, "The token's sub claim must be 1 to 200 characters.")
     patient_id = claims.get("patientId")
     if role == "patient":
-        if not isinstance(patient_id, int) or isinstance(patient_id, bool) or patient_id <= 0:
+        if (not isinstance(patient_id, int) or isinstance(patient_id, bool)
+                or not 0 < patient_id <= 2_147_483_647):
             raise ApiError(401, "A patient token needs a positive integer patientId claim.")
     else:
         patient_id = None
-    return Principal(sub=sub, tenant=tenant, role=role, patient_id=patient_id,
-                     expires_at=float(claims["exp"]))  # type: ignore[arg-type]
+    return Principal(sub=sub, tenant=tenant, role=role, patient_id=patient_id, expires_at=expires_at)
 
 
-def verify_token(token: str, secret: str) -> Principal:
-    """Verify a JWT and return its principal; raises ApiError(401) on any defect.
+def verify_token(token: str, secret: str, max_ttl_s: float = DEFAULT_MAX_TTL_S) -> Principal:
+    """Verify a JWT and return its principal; raises ApiError(401) on any defect, and 503
+    when the service's own secret is missing or too short.
 
     Verified tokens are remembered (bounded) so a warm container pays for HMAC once per
     token; expiry is still checked on every use.
     """
-    if not secret:
-        raise ApiError(503, "The service has no AUTH_SECRET configured.", code="unavailable")
     cache_key = (token, secret)
     principal = _verified.get(cache_key)
     if principal is None:
         try:
-            claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": _REQUIRED})
-        except jwt.ExpiredSignatureError:
-            raise ApiError(401, "The token has expired.") from None
+            check_secret(secret)
+        except WeakSecret as exc:
+            raise ApiError(503, f"The service is misconfigured: {exc}.", code="unavailable") from None
+        if len(token) > _MAX_TOKEN_BYTES:
+            raise ApiError(401, "The token is not valid.")
+        try:
+            claims = jwt.decode(token, secret, algorithms=["HS256"], leeway=LEEWAY_S,
+                                options={"require": _REQUIRED, "verify_exp": False, "verify_iat": False})
         except jwt.InvalidTokenError:
             raise ApiError(401, "The token is not valid.") from None
-        principal = _principal_from_claims(claims)
+        expires_at = _check_lifetime(claims, max_ttl_s)
+        if expires_at + LEEWAY_S <= time.time():
+            raise ApiError(401, "The token has expired.")
+        principal = _principal_from_claims(claims, expires_at + LEEWAY_S)
         with _verified_lock:
             if len(_verified) >= _VERIFIED_MAX:
                 _verified.clear()
@@ -79,13 +135,14 @@ def verify_token(token: str, secret: str) -> Principal:
     return principal
 
 
-def principal_from_headers(headers: Mapping[str, str], secret: str) -> Principal:
+def principal_from_headers(headers: Mapping[str, str], secret: str,
+                           max_ttl_s: float = DEFAULT_MAX_TTL_S) -> Principal:
     """The caller's principal from an `Authorization: Bearer <token>` header."""
     value = headers.get("authorization") or ""
     scheme, _, token = value.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "Send an Authorization: Bearer <token> header.")
-    return verify_token(token.strip(), secret)
+    return verify_token(token.strip(), secret, max_ttl_s)
 
 
 def require_role(principal: Principal, *roles: str) -> None:
@@ -105,8 +162,9 @@ def issue_token(secret: str, tenant: int, role: str, sub: str | None = None,
     """Sign a token (for the CLI, tests and benchmarks)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    now = int(time.time())
     claims: dict[str, object] = {"sub": sub or f"{role}-{tenant}", "tenant": tenant, "role": role,
-                                 "exp": int(time.time()) + ttl_s}
+                                 "iat": now, "exp": now + ttl_s}
     if role == "patient":
         if patient_id is None:
             raise ValueError("a patient token needs patient_id")

@@ -89,23 +89,40 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     return 0 if result.get("status") in ("ok", "skipped") else 1
 
 
+def _secret_refused(command: str) -> bool:
+    """Print why and return True when AUTH_SECRET is missing or shorter than 32 bytes."""
+    from chalicelib.auth import WeakSecret, check_secret
+
+    try:
+        check_secret(get_settings().auth_secret)
+    except WeakSecret as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return True
+    return False
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from chalicelib.auth import issue_token
 
-    secret = get_settings().auth_secret
-    if not secret:
-        print("token: AUTH_SECRET is not set", file=sys.stderr)
+    if _secret_refused("token"):
         return 2
+    settings = get_settings()
     if args.role == "patient" and args.patient_id is None:
         print("token: --patient-id is required with --role patient", file=sys.stderr)
         return 2
-    print(issue_token(secret, args.tenant, args.role, patient_id=args.patient_id, ttl_s=args.ttl))
+    if not 1 <= args.ttl <= settings.auth_max_token_ttl_s:
+        print(f"token: --ttl must be 1 to {settings.auth_max_token_ttl_s} seconds (AUTH_MAX_TOKEN_TTL)",
+              file=sys.stderr)
+        return 2
+    print(issue_token(settings.auth_secret, args.tenant, args.role, patient_id=args.patient_id, ttl_s=args.ttl))
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from chalicelib.local_server import serve
 
+    if _secret_refused("serve"):
+        return 2
     serve(args.host, args.port, stage=args.stage, schedules=not args.no_schedules)
     return 0
 
@@ -142,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", type=int, required=True, help="clientId of the hospital")
     p.add_argument("--role", choices=["staff", "admin", "patient"], required=True)
     p.add_argument("--patient-id", type=int, help="patientId claim (required for --role patient)")
-    p.add_argument("--ttl", type=int, default=3600, help="seconds until the token expires (default 3600)")
+    p.add_argument("--ttl", type=int, default=3600,
+                   help="seconds until the token expires (default 3600; at most AUTH_MAX_TOKEN_TTL, 86400)")
     p.set_defaults(func=cmd_token)
 
     p = sub.add_parser("serve", help="serve the API like `chalice local`, plus the local scheduler",

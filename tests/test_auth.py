@@ -3,7 +3,6 @@ that is missing, malformed, forged, expired, unsigned or lacks a claim (401)."""
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import time
 import warnings
@@ -13,7 +12,8 @@ import pytest
 
 from tests.conftest import TEST_AUTH_SECRET
 
-DAY = (dt.date.today() + dt.timedelta(days=9)).isoformat()
+# Any real calendar date: these requests are refused for their token or tenant before any data is read.
+DAY = "2026-03-02"
 
 # (method, path, body) with tenant 1 in the query or body.
 ROUTES = [
@@ -68,7 +68,16 @@ BAD_AUTH = {
     "two-segments": "Bearer abc.def",
     "garbage-segments": "Bearer a.b.c",
     "forged": "Bearer " + jwt.encode(_claims(), "wrong-secret-0123456789-0123456789", algorithm="HS256"),
-    "expired": "Bearer " + jwt.encode(_claims(exp=int(time.time()) - 10), TEST_AUTH_SECRET, algorithm="HS256"),
+    "expired": "Bearer " + jwt.encode(_claims(exp=int(time.time()) - 60), TEST_AUTH_SECRET, algorithm="HS256"),
+    "exp-year-3000": "Bearer " + jwt.encode(_claims(exp=32503680000), TEST_AUTH_SECRET, algorithm="HS256"),
+    "exp-huge": "Bearer " + jwt.encode(_claims(exp=10**400), TEST_AUTH_SECRET, algorithm="HS256"),
+    "exp-string": "Bearer " + jwt.encode(_claims(exp="tomorrow"), TEST_AUTH_SECRET, algorithm="HS256"),
+    "exp-bool": "Bearer " + jwt.encode(_claims(exp=True), TEST_AUTH_SECRET, algorithm="HS256"),
+    "lifetime-over-24h": "Bearer " + jwt.encode(_claims(iat=int(time.time()) - 60, exp=int(time.time()) + 86400),
+                                                TEST_AUTH_SECRET, algorithm="HS256"),
+    "iat-in-future": "Bearer " + jwt.encode(_claims(iat=int(time.time()) + 600), TEST_AUTH_SECRET, algorithm="HS256"),
+    "iat-huge": "Bearer " + jwt.encode(_claims(iat=-10**400), TEST_AUTH_SECRET, algorithm="HS256"),
+    "tenant-huge": "Bearer " + jwt.encode(_claims(tenant=2**70), TEST_AUTH_SECRET, algorithm="HS256"),
     "alg-none": "Bearer " + _unsigned(_claims()),
     "alg-none-upper": "Bearer " + _b64(json.dumps({"alg": "None", "typ": "JWT"}).encode()) + "."
                       + _b64(json.dumps(_claims()).encode()) + ".",
@@ -117,8 +126,9 @@ def test_no_side_effect_for_rejected_writes(client, app_env, method, path, body)
 
 
 def test_valid_token_accepted_and_cached_token_still_expires(client, app_env):
-    """A token verified once (and remembered) is refused once its exp has passed."""
-    token = jwt.encode(_claims(exp=int(time.time()) + 2), TEST_AUTH_SECRET, algorithm="HS256")
+    """A token verified once (and remembered) is refused once its exp and the 30 s clock
+    leeway have passed; within the leeway it is still accepted."""
+    token = jwt.encode(_claims(exp=int(time.time()) - 28), TEST_AUTH_SECRET, algorithm="HS256")
     ok = client.http.get("/api/departments?clientId=1", headers={"Authorization": f"Bearer {token}"})
     assert ok.status_code == 200, ok.body
     time.sleep(2.1)
@@ -146,3 +156,53 @@ def test_tokens_of_a_replaced_secret_are_refused(client, app_env):
         _assert_error(client.http.get(url, headers=old), 401, "unauthorized")
         new = {"Authorization": f"Bearer {issue_token(rotated, 1, 'admin')}"}
         assert client.http.get(url, headers=new).status_code == 200
+
+
+def test_token_of_the_longest_allowed_lifetime_is_accepted(client, app_env):
+    now = int(time.time())
+    token = jwt.encode(_claims(iat=now, exp=now + 86400), TEST_AUTH_SECRET, algorithm="HS256")
+    response = client.http.get("/api/departments?clientId=1", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.body
+
+
+def test_a_shorter_maximum_lifetime_is_enforced(client, app_env):
+    from tests.helpers_servers import patched_environ
+
+    now = int(time.time())
+    token = jwt.encode(_claims(iat=now, exp=now + 7200), TEST_AUTH_SECRET, algorithm="HS256")
+    with patched_environ({"AUTH_MAX_TOKEN_TTL": "3600"}):
+        _assert_error(client.http.get("/api/departments?clientId=1", headers={"Authorization": f"Bearer {token}"}),
+                      401, "unauthorized")
+
+
+def test_a_short_secret_is_refused(client, app_env):
+    """A secret under 32 bytes signs nothing the API accepts (503, the service's fault, not
+    the caller's), and the operator commands refuse to start with it."""
+    import subprocess
+    import sys
+
+    from tests.helpers_servers import PROJECT_DIR, patched_environ
+
+    short = "only-26-bytes-of-secret-xx"
+    token = jwt.encode(_claims(), short, algorithm="HS256")
+    with patched_environ({"AUTH_SECRET": short}):
+        _assert_error(client.http.get("/api/departments?clientId=1", headers={"Authorization": f"Bearer {token}"}),
+                      503, "unavailable")
+    for command in (["token", "--tenant", "1", "--role", "admin"], ["serve", "--port", "1"]):
+        done = subprocess.run([sys.executable, "-m", "chalicelib.cli", *command], cwd=PROJECT_DIR,
+                              env={**app_env.env, "PATH": "/usr/bin:/bin", "AUTH_SECRET": short},
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert "at least 32 bytes" in done.stderr and short not in done.stderr
+
+
+def test_token_command_refuses_a_lifetime_over_the_maximum(app_env):
+    import subprocess
+    import sys
+
+    from tests.helpers_servers import PROJECT_DIR
+
+    done = subprocess.run([sys.executable, "-m", "chalicelib.cli", "token", "--tenant", "1", "--role", "admin",
+                           "--ttl", "86401"], cwd=PROJECT_DIR, env={**app_env.env, "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "AUTH_MAX_TOKEN_TTL" in done.stderr, done.stderr
