@@ -3,15 +3,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice import Chalice, Rate, Response
+from chalice import Rate, Response
 
 from chalicelib import monitor, web
+from chalicelib.api_app import ShapedErrorsChalice
 from chalicelib.booking import service
 from chalicelib.http import ApiError, json_response, parse_json_body
 from chalicelib.observability import configure, log_scheduled
 from chalicelib.openapi import document
 
-app = Chalice(app_name="hospital-booking", configure_logs=False)
+# Chalice, with its own errors (wrong method, ...) answered in the API's error shape.
+app = ShapedErrorsChalice(app_name="hospital-booking", configure_logs=False)
 configure(app)
 web.bind(app)
 
@@ -82,6 +84,21 @@ def book() -> Response:
 def cancel(appointment_id: str) -> Response:
     caller = web.principal(app.current_request.headers)
     return service.cancel(caller, appointment_id, _json_body())
+
+
+@app.route("/api/appointments/{appointment_id}/reschedule", methods=["POST"], content_types=JSON_TYPES)
+@web.endpoint
+def reschedule(appointment_id: str) -> Response:
+    headers = app.current_request.headers
+    caller = web.principal(headers)
+    return service.reschedule(caller, appointment_id, _json_body(), headers.get("idempotency-key"))
+
+
+@app.route("/api/appointments/{appointment_id}/status", methods=["POST"], content_types=JSON_TYPES)
+@web.endpoint
+def set_status(appointment_id: str) -> Response:
+    caller = web.principal(app.current_request.headers)
+    return service.set_status(caller, appointment_id, _json_body())
 
 
 @app.route("/api/dashboard/stats")

@@ -1,12 +1,16 @@
 """Workload: N processes stand in for warm Lambda containers sharing Redis and PostgreSQL.
 Each calls `app.app(event, ctx)` with Zipf-distributed reads over tenants, days and doctors
-and ~1% writes (book a free slot / cancel one of its bookings), for a fixed time.
+and ~1% writes (book a free slot; cancel, reschedule, check in or complete one of its
+bookings), for a fixed time.
 
 Staleness check: after each write returns, the writer records (slot, state, time, id) in a
-Redis hash per (tenant, day). After each slots / appointment-list read of (tenant, day),
-the reader compares what it was served with every write recorded there that completed
-before the read started; a mismatch is confirmed against PostgreSQL (the truth) before it
-counts as a violation.
+Redis hash per (tenant, day): `booked`, `checked_in`, `completed` (the slot is taken and the
+day's list shows the appointment in that status), `cancelled` (listed as cancelled) or
+`moved` (rescheduled away: no longer listed on that day). After each slots /
+appointment-list read of (tenant, day), the reader compares what it was served with every
+write recorded there that completed before the read started; a mismatch is confirmed
+against PostgreSQL (the truth: the write is still the latest for that slot and the row
+still says so) before it counts as a violation.
 """
 from __future__ import annotations
 
@@ -20,6 +24,22 @@ from typing import Any
 from bench import common
 
 MIX = (("slots", 0.45), ("appointments", 0.80), ("departments", 0.88), ("doctors", 0.93), ("dashboard", 1.0))
+# States of a slot's latest write in which the slot is taken by that appointment.
+TAKEN = ("booked", "checked_in", "completed")
+# The status a desk moves an appointment to next, by its current status.
+NEXT_STATUS = {"booked": "checked_in", "checked_in": "completed"}
+
+
+def holds(state: str, slot: int, row: tuple[str, int] | None) -> bool:
+    """Whether PostgreSQL's row (status, slot id) of the appointment still says `state` of `slot`."""
+    if row is None:
+        return False
+    status, slot_id = row
+    if state == "moved":
+        return slot_id != slot
+    if state == "cancelled":
+        return status == "cancelled"
+    return status == state and slot_id == slot
 
 
 def zipf_cum(n: int, s: float = 1.1) -> list[float]:
@@ -74,19 +94,21 @@ def _worker(idx: int, env: dict[str, str], info: dict[str, Any], ns: str, warmup
     days = 29
     d_cum = zipf_cum(days)
     tokens = {t: common.token(t, "admin") for t in tenants}
-    my_bookings: list[tuple[int, int, int, str]] = []  # (tenant, appointment id, slot id, day)
+    my_bookings: list[dict[str, Any]] = []  # {"t", "appt", "slot", "day", "status"}
     state: dict[str, Any] = {}
 
     def reset_stats() -> None:
         state.update(sources=Counter(), routes=Counter(), lat=[], violations=[], checks=0, reads=0,
                      writes=Counter(), errors=Counter(), suspects=0, cold=0)
 
+    def pick_day(ti: dict) -> str:
+        offset = 1 + rng.choices(range(days), cum_weights=d_cum)[0]
+        return (dt.date.fromisoformat(ti["today"]) + dt.timedelta(days=offset)).isoformat()
+
     def pick() -> tuple[int, str, dict]:
         t = tenants[rng.choices(range(len(tenants)), cum_weights=t_cum)[0]]
         ti = info["tenants"][str(t)]
-        offset = 1 + rng.choices(range(days), cum_weights=d_cum)[0]
-        day = (dt.date.fromisoformat(ti["today"]) + dt.timedelta(days=offset)).isoformat()
-        return t, day, ti
+        return t, pick_day(ti), ti
 
     def request(method: str, path: str, t: int, query: dict | None = None, body: Any = None,
                 resource: str | None = None, path_params: dict | None = None, record: bool = True) -> dict:
@@ -140,20 +162,21 @@ def _worker(idx: int, env: dict[str, str], info: dict[str, Any], ns: str, warmup
             for field, value in raw.items():
                 st, when, appt = value.decode().split("|")
                 slot = int(field)
-                if float(when) < started_wall and st == "booked" and slot in free:
+                if float(when) < started_wall and st in TAKEN and slot in free:
                     confirm(route, t, day, slot, int(appt), st, when, value, started_wall)
         else:
-            seen = {a["id"]: a["status"] for a in doc["appointments"]}
+            seen = {a["id"]: (a["status"], a["slotId"]) for a in doc["appointments"]}
             complete = doc.get("nextCursor") is None
             for field, value in raw.items():
                 st, when, appt = value.decode().split("|")
-                appt_id = int(appt)
+                appt_id, slot = int(appt), int(field)
                 if float(when) >= started_wall:
                     continue
-                if st == "booked" and complete and appt_id not in seen:
-                    confirm(route, t, day, int(field), appt_id, st, when, value, started_wall)
-                elif st == "cancelled" and seen.get(appt_id) == "booked":
-                    confirm(route, t, day, int(field), appt_id, st, when, value, started_wall)
+                listed = seen.get(appt_id)
+                if ((st in TAKEN and ((complete and listed is None) or (listed is not None and listed[0] != st)))
+                        or (st == "cancelled" and listed is not None and listed[0] != st)
+                        or (st == "moved" and listed is not None and listed[1] == slot)):
+                    confirm(route, t, day, slot, appt_id, st, when, value, started_wall)
 
     def confirm(route: str, t: int, day: str, slot: int, appt: int, st: str, when: str, value: bytes,
                 started_wall: float) -> None:
@@ -161,41 +184,94 @@ def _worker(idx: int, env: dict[str, str], info: dict[str, Any], ns: str, warmup
         # Still the latest write for that slot, and PostgreSQL agrees with it?
         if redis.hget(f"{ns}:bw:{t}:{day}", str(slot)) != value:
             return
-        status = truth.run("SELECT status FROM appointment WHERE tenant_id = :t AND id = :a", t=t, a=appt)
-        if status and status[0][0] == st:
+        rows = truth.run("SELECT status, slot_id FROM appointment WHERE tenant_id = :t AND id = :a", t=t, a=appt)
+        if holds(st, slot, (rows[0][0], rows[0][1]) if rows else None):
             state["violations"].append({"route": route, "tenant": t, "day": day, "slot": slot,
                                         "appointment": appt, "written": st,
                                         "write_done_before_read_s": round(started_wall - float(when), 4)})
 
-    def write(t: int, day: str, ti: dict) -> None:
-        if my_bookings and rng.random() < 0.5:
-            tt, appt, slot, bday = my_bookings.pop(rng.randrange(len(my_bookings)))
-            resp = request("POST", f"/api/appointments/{appt}/cancel", tt, body={"clientId": tt},
-                           resource="/api/appointments/{appointment_id}/cancel",
-                           path_params={"appointment_id": str(appt)})
-            if resp["statusCode"] == 200:
-                redis.hset(f"{ns}:bw:{tt}:{bday}", str(slot), f"cancelled|{time.time():.6f}|{appt}")
-                state["writes"]["cancel"] += 1
-            else:
-                state["writes"][f"cancel_{resp['statusCode']}"] += 1
-            return
+    def record(t: int, day: str, slot: int, state: str, appt: int) -> None:
+        redis.hset(f"{ns}:bw:{t}:{day}", str(slot), f"{state}|{time.time():.6f}|{appt}")
+
+    def appointment_post(mine: dict[str, Any], action: str, body: dict[str, Any]) -> dict:
+        return request("POST", f"/api/appointments/{mine['appt']}/{action}", mine["t"], body={"clientId": mine["t"], **body},
+                       resource=f"/api/appointments/{{appointment_id}}/{action}",
+                       path_params={"appointment_id": str(mine["appt"])})
+
+    def free_slot(t: int, day: str, ti: dict) -> int | None:
         resp = read("slots", t, day, ti)
         if resp is None:
-            return
+            return None
         slots = orjson.loads(resp["body"])["slots"]
         if not slots:
             state["writes"]["no_free_slot"] += 1
+            return None
+        return rng.choice(slots)["slotId"]
+
+    def cancel(mine: dict[str, Any]) -> None:
+        resp = appointment_post(mine, "cancel", {})
+        if resp["statusCode"] == 200:
+            record(mine["t"], mine["day"], mine["slot"], "cancelled", mine["appt"])
+            my_bookings.remove(mine)
+            state["writes"]["cancel"] += 1
+        else:
+            state["writes"][f"cancel_{resp['statusCode']}"] += 1
+
+    def reschedule(mine: dict[str, Any]) -> None:
+        t, ti = mine["t"], info["tenants"][str(mine["t"])]
+        day = pick_day(ti)
+        slot = free_slot(t, day, ti)
+        if slot is None:
             return
-        slot = rng.choice(slots)["slotId"]
+        resp = appointment_post(mine, "reschedule", {"slotId": slot})
+        if resp["statusCode"] == 200:
+            record(t, mine["day"], mine["slot"], "moved", mine["appt"])
+            record(t, day, slot, "booked", mine["appt"])
+            mine.update(slot=slot, day=day)
+            state["writes"]["reschedule"] += 1
+        else:
+            state["writes"][f"reschedule_{resp['statusCode']}"] += 1
+
+    def advance(mine: dict[str, Any]) -> None:
+        new_status = NEXT_STATUS[mine["status"]]
+        resp = appointment_post(mine, "status", {"status": new_status})
+        if resp["statusCode"] == 200:
+            record(mine["t"], mine["day"], mine["slot"], new_status, mine["appt"])
+            mine["status"] = new_status
+            if new_status not in NEXT_STATUS:
+                my_bookings.remove(mine)  # completed: nothing more to do with it
+            state["writes"]["status"] += 1
+        else:
+            state["writes"][f"status_{resp['statusCode']}"] += 1
+
+    def book(t: int, day: str, ti: dict) -> None:
+        slot = free_slot(t, day, ti)
+        if slot is None:
+            return
         patient = rng.choice(ti["patients"])
         resp = request("POST", "/api/appointments", t, body={"clientId": t, "slotId": slot, "patientId": patient})
         if resp["statusCode"] == 201:
             appt = orjson.loads(resp["body"])["appointment"]["id"]
-            redis.hset(f"{ns}:bw:{t}:{day}", str(slot), f"booked|{time.time():.6f}|{appt}")
-            my_bookings.append((t, appt, slot, day))
+            record(t, day, slot, "booked", appt)
+            my_bookings.append({"t": t, "appt": appt, "slot": slot, "day": day, "status": "booked"})
             state["writes"]["book"] += 1
         else:
             state["writes"][f"book_{resp['statusCode']}"] += 1
+
+    def write(t: int, day: str, ti: dict) -> None:
+        """Half the writes book; the rest cancel, reschedule or advance one of this worker's
+        appointments (cancel and reschedule only while it is booked)."""
+        if not my_bookings or rng.random() < 0.5:
+            book(t, day, ti)
+            return
+        mine = rng.choice(my_bookings)
+        r = rng.random()
+        if mine["status"] == "booked" and r < 0.5:
+            cancel(mine)
+        elif mine["status"] == "booked" and r < 0.8:
+            reschedule(mine)
+        else:
+            advance(mine)
 
     def step() -> None:
         t, day, ti = pick()
@@ -281,7 +357,7 @@ def run(database: str, namespace: str, processes: int, duration_s: float, warmup
     served = sum(sources.values())
     db_loads = sources.get("DB", 0)
     hits = sources.get("L1", 0) + sources.get("L2", 0) + sources.get("STALE", 0)
-    n_writes = writes.get("book", 0) + writes.get("cancel", 0)
+    n_writes = sum(writes.get(kind, 0) for kind in ("book", "cancel", "reschedule", "status"))
     cold = sum(p["cold"] for p in parts)
     elapsed = max(p["elapsed_s"] for p in parts)
     out = {

@@ -2,7 +2,6 @@
 the database constraints themselves, and Idempotency-Key retries."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import multiprocessing
 import os
@@ -11,6 +10,8 @@ import uuid
 
 import pytest
 from pg8000.exceptions import DatabaseError
+
+from tests.data_finders import days_with_free_slots, new_patient, new_patients
 
 ATTEMPTS = 50
 # 50 spawned interpreters each importing the app cost minutes of CPU on a small shared host,
@@ -22,8 +23,8 @@ JSON = {"Content-Type": "application/json"}
 _used_slots: set[int] = set()
 
 
-def _free_slots(client, app_env, offset: int) -> list[dict]:
-    day = (dt.date.today() + dt.timedelta(days=offset)).isoformat()
+def _free_slots(client, app_env, day: str) -> list[dict]:
+    """The API's free slots of tenant 1 on `day` that never had an appointment nor were taken here."""
     response = client.http.get(f"/api/slots/available?clientId=1&date={day}", headers=app_env.headers(1, "staff"))
     assert response.status_code == 200, response.body
     # Skip slots that ever had an appointment (the seed cancelled some), so row counts start at 0.
@@ -33,8 +34,8 @@ def _free_slots(client, app_env, offset: int) -> list[dict]:
 
 
 def _take_slot(client, app_env) -> dict:
-    for offset in range(2, 21):
-        slots = _free_slots(client, app_env, offset)
+    for day in days_with_free_slots(app_env.sql, 1):
+        slots = _free_slots(client, app_env, day)
         if slots:
             _used_slots.add(slots[0]["slotId"])
             return slots[0]
@@ -69,7 +70,6 @@ def _assert_outcome(results: list[tuple[int, dict]], app_env, slot_id: int) -> N
 def test_concurrent_bookings_from_threads(client, app_env):
     from chalicelib.auth import verify_token
     from chalicelib.booking import service
-    from chalicelib.db import connection as db
 
     slot = _take_slot(client, app_env)
     principal = verify_token(app_env.token(1, "staff"), app_env.env["AUTH_SECRET"])
@@ -87,10 +87,8 @@ def test_concurrent_bookings_from_threads(client, app_env):
                 results.append((response.status_code, json.loads(response.body)))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
-        finally:
-            db.drop_current()  # each thread opened its own connection
 
-    threads = [threading.Thread(target=attempt, args=(1 + i,)) for i in range(ATTEMPTS)]
+    threads = [threading.Thread(target=attempt, args=(p,)) for p in new_patients(app_env.sql, count=ATTEMPTS)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -98,12 +96,12 @@ def test_concurrent_bookings_from_threads(client, app_env):
     assert not errors, errors
     _assert_outcome(results, app_env, slot["slotId"])
     # the winner's slot is gone from the free list
-    assert slot["slotId"] not in [s["slotId"] for s in _free_slots(client, app_env, _slot_offset(app_env, slot))]
+    assert slot["slotId"] not in [s["slotId"] for s in _free_slots(client, app_env, _slot_day(app_env, slot))]
 
 
-def _slot_offset(app_env, slot: dict) -> int:
-    day = app_env.sql("SELECT day FROM slot WHERE tenant_id = 1 AND id = :s", s=slot["slotId"])[0][0]
-    return (day - dt.date.today()).days
+def _slot_day(app_env, slot: dict) -> str:
+    """The slot's local day (ISO date)."""
+    return app_env.sql("SELECT day::text FROM slot WHERE tenant_id = 1 AND id = :s", s=slot["slotId"])[0][0]
 
 
 # --- processes -------------------------------------------------------------------------
@@ -139,9 +137,10 @@ def test_concurrent_bookings_from_processes(client, app_env):
     barrier = ctx.Barrier(PROCESSES)
     queue = ctx.Queue()
     token = app_env.token(1, "staff")
+    patients = new_patients(app_env.sql, count=ATTEMPTS)
     processes = [ctx.Process(target=_process_attempt,
                              args=(dict(app_env.env), token, slot["slotId"],
-                                   [51 + i * per_process + j for j in range(per_process)], barrier, queue))
+                                   patients[i * per_process:(i + 1) * per_process], barrier, queue))
                  for i in range(PROCESSES)]
     for process in processes:
         process.start()
@@ -167,9 +166,9 @@ def _sqlstate(exc: DatabaseError) -> str:
 
 
 def _two_free_slots_of_one_doctor(client, app_env) -> tuple[dict, dict]:
-    for offset in range(2, 21):
+    for day in days_with_free_slots(app_env.sql, 1, min_free=2):
         by_doctor: dict[int, list[dict]] = {}
-        for slot in _free_slots(client, app_env, offset):
+        for slot in _free_slots(client, app_env, day):
             by_doctor.setdefault(slot["doctorId"], []).append(slot)
         for slots in by_doctor.values():
             if len(slots) >= 2:
@@ -181,32 +180,35 @@ def _two_free_slots_of_one_doctor(client, app_env) -> tuple[dict, dict]:
 _INSERT = """
 INSERT INTO appointment (tenant_id, slot_id, patient_id, doctor_id, department_id, day, starts_at, ends_at,
                          status)
-SELECT 1, :slot, 1, s.doctor_id, s.department_id, s.day, t.starts_at, t.ends_at, 'booked'
+SELECT 1, :slot, :patient, s.doctor_id, s.department_id, s.day, t.starts_at, t.ends_at, 'booked'
 FROM slot s, slot t WHERE s.tenant_id = 1 AND s.id = :slot AND t.tenant_id = 1 AND t.id = :times
 """
 
 
 def test_database_refuses_doctor_overlap_and_second_live_appointment(client, app_env):
     first, second = _two_free_slots_of_one_doctor(client, app_env)
+    # Each row of another patient, so only the doctor's and the slot's constraints can refuse it.
+    patients = iter(new_patients(app_env.sql, count=4))
     booked = client.http.post("/api/appointments", headers={**app_env.headers(1, "staff"), **JSON},
-                              body=json.dumps({"clientId": 1, "slotId": first["slotId"], "patientId": 1}))
+                              body=json.dumps({"clientId": 1, "slotId": first["slotId"],
+                                               "patientId": next(patients)}))
     assert booked.status_code == 201, booked.body
 
     # Another slot of the same doctor, but at the booked appointment's time: exclusion constraint.
     with pytest.raises(DatabaseError) as overlap:
-        app_env.sql(_INSERT, slot=second["slotId"], times=first["slotId"])
+        app_env.sql(_INSERT, slot=second["slotId"], times=first["slotId"], patient=next(patients))
     assert _sqlstate(overlap.value) == "23P01", overlap.value
 
     # The same slot again (at a time that overlaps nothing): the one-live-per-slot index.
     with pytest.raises(DatabaseError) as duplicate:
-        app_env.sql(_INSERT, slot=first["slotId"], times=second["slotId"])
+        app_env.sql(_INSERT, slot=first["slotId"], times=second["slotId"], patient=next(patients))
     assert _sqlstate(duplicate.value) == "23505", duplicate.value
 
     # Once the first is cancelled the overlap is allowed (the constraints only cover live rows).
     cancelled = client.http.post(f"/api/appointments/{booked.json_body['appointment']['id']}/cancel",
                                  headers={**app_env.headers(1, "staff"), **JSON}, body='{"clientId":1}')
     assert cancelled.status_code == 200, cancelled.body
-    app_env.sql(_INSERT, slot=first["slotId"], times=first["slotId"])
+    app_env.sql(_INSERT, slot=first["slotId"], times=first["slotId"], patient=next(patients))
     assert _live_rows(app_env, first["slotId"]) == 1
     assert _live_rows(app_env, second["slotId"]) == 0
 
@@ -223,7 +225,7 @@ def _book(client, app_env, body: dict, key: str | None):
 def test_idempotent_retry_returns_first_answer(client, app_env):
     slot = _take_slot(client, app_env)
     key = f"retry-{uuid.uuid4()}"
-    body = {"clientId": 1, "slotId": slot["slotId"], "patientId": 10, "reason": "retry"}
+    body = {"clientId": 1, "slotId": slot["slotId"], "patientId": new_patient(app_env.sql), "reason": "retry"}
     first = _book(client, app_env, body, key)
     assert first.status_code == 201, first.body
     for _ in range(3):
@@ -235,25 +237,27 @@ def test_idempotent_retry_returns_first_answer(client, app_env):
     assert _book(client, app_env, body, None).status_code == 409
 
 
-def test_idempotency_key_with_different_body_is_400(client, app_env):
+def test_idempotency_key_with_different_body_is_422(client, app_env):
     slot = _take_slot(client, app_env)
     other = _take_slot(client, app_env)
     key = f"diff-{uuid.uuid4()}"
-    first = _book(client, app_env, {"clientId": 1, "slotId": slot["slotId"], "patientId": 11}, key)
+    patient = new_patient(app_env.sql)
+    first = _book(client, app_env, {"clientId": 1, "slotId": slot["slotId"], "patientId": patient}, key)
     assert first.status_code == 201, first.body
-    changed = _book(client, app_env, {"clientId": 1, "slotId": other["slotId"], "patientId": 11}, key)
-    assert changed.status_code == 400, changed.body
-    assert changed.json_body["error"]["code"] == "validation_error"
+    changed = _book(client, app_env, {"clientId": 1, "slotId": other["slotId"], "patientId": patient}, key)
+    assert changed.status_code == 422, changed.body
+    assert changed.json_body["error"]["code"] == "idempotency_key_reused"
     assert _all_rows(app_env, other["slotId"]) == 0
     assert _all_rows(app_env, slot["slotId"]) == 1
 
 
 def test_idempotent_retry_of_409_stays_409(client, app_env):
     slot = _take_slot(client, app_env)
-    winner = _book(client, app_env, {"clientId": 1, "slotId": slot["slotId"], "patientId": 12}, None)
+    winner = _book(client, app_env, {"clientId": 1, "slotId": slot["slotId"], "patientId": new_patient(app_env.sql)},
+                   None)
     assert winner.status_code == 201, winner.body
     key = f"lost-{uuid.uuid4()}"
-    body = {"clientId": 1, "slotId": slot["slotId"], "patientId": 13}
+    body = {"clientId": 1, "slotId": slot["slotId"], "patientId": new_patient(app_env.sql)}
     lost = _book(client, app_env, body, key)
     assert lost.status_code == 409 and lost.json_body["error"]["code"] == "slot_taken", lost.body
     # Even once the slot is free again, a retry with that key repeats the stored 409.
@@ -269,22 +273,18 @@ def test_idempotent_retry_of_409_stays_409(client, app_env):
 def test_concurrent_retries_with_one_key_create_one_row(client, app_env):
     from chalicelib.auth import verify_token
     from chalicelib.booking import service
-    from chalicelib.db import connection as db
 
     slot = _take_slot(client, app_env)
     principal = verify_token(app_env.token(1, "staff"), app_env.env["AUTH_SECRET"])
     key = f"race-{uuid.uuid4()}"
-    body = {"clientId": 1, "slotId": slot["slotId"], "patientId": 14}
+    body = {"clientId": 1, "slotId": slot["slotId"], "patientId": new_patient(app_env.sql)}
     barrier = threading.Barrier(10)
     answers: list[tuple[int, str]] = []
 
     def attempt() -> None:
-        try:
-            barrier.wait(timeout=30)
-            response = service.book(principal, body, key)
-            answers.append((response.status_code, response.body))
-        finally:
-            db.drop_current()
+        barrier.wait(timeout=30)
+        response = service.book(principal, body, key)
+        answers.append((response.status_code, response.body))
 
     threads = [threading.Thread(target=attempt) for _ in range(10)]
     for thread in threads:

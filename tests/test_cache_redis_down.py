@@ -18,6 +18,7 @@ from chalicelib.booking import commands
 from chalicelib.booking.models import BookingBody
 from chalicelib.cache import keys as scopes
 from chalicelib.cache.tiered import get_cache
+from tests.data_finders import new_patient
 from tests.helpers_servers import (PROJECT_DIR, PrivateRedis, fetch_in_fresh_process, free_future_slots,
                                    patched_environ)
 
@@ -72,7 +73,8 @@ def test_redis_outage_and_recovery(app_env, private_redis):
 
         def book(slot: int):
             resp = client.http.post("/api/appointments", headers=post_headers,
-                                    body=json.dumps({"clientId": 1, "slotId": slot, "patientId": 1}))
+                                    body=json.dumps({"clientId": 1, "slotId": slot,
+                                                     "patientId": new_patient(app_env.sql)}))
             assert resp.status_code == 201, resp.body
             return json.loads(resp.body)["appointment"]
 
@@ -140,7 +142,7 @@ def test_redis_outage_and_recovery(app_env, private_redis):
             assert again.headers["X-Cache"] == "L1", "young critical entries are still served from L1"
         elsewhere = slots_a[0]
         assert elsewhere in _slot_ids(again)
-        result = commands.book(BookingBody(clientId=1, slotId=elsewhere, patientId=1), None)
+        result = commands.book(BookingBody(clientId=1, slotId=elsewhere, patientId=new_patient(app_env.sql)), None)
         assert result.status == 201  # committed; no invalidation reaches this container
         time.sleep(UNTRACKED_MAX_AGE + 0.15)
         late = get(slots_a_path)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from tests.data_finders import new_patient
 from tests.helpers_servers import ApiServer, KeepAlive, free_future_slots
 
 ROUNDS = 50
@@ -45,6 +46,7 @@ def test_writes_on_one_process_are_seen_by_the_other(servers, app_env):
     b = KeepAlive(b_server.port, headers)
     slots = free_future_slots(app_env, limit=ROUNDS)
     assert len(slots) == ROUNDS
+    patient = new_patient(app_env.sql)  # booked and cancelled each round: never busy, never capped
     stale: list[str] = []
     b_l1_before_write = 0
     try:
@@ -59,7 +61,7 @@ def test_writes_on_one_process_are_seen_by_the_other(servers, app_env):
             assert slot in [s["slotId"] for s in body["slots"]], "setup: the slot starts free"
 
             status, _, raw = a.request("POST", "/api/appointments",
-                                       body={"clientId": 1, "slotId": slot, "patientId": 1})
+                                       body={"clientId": 1, "slotId": slot, "patientId": patient})
             assert status == 201, raw
             appointment = json.loads(raw)["appointment"]
 

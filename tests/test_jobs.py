@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.conftest import database_connection
+from tests.data_finders import free_slot_in_upcoming_week, new_patient, wait_clear_of_local_midnight
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIG_TENANT = 900
@@ -75,6 +76,7 @@ def test_refresh_through_scheduled_handler(client, app_env, capfd, log_lines):
 def test_prewarmed_keys_are_the_api_keys(client, app_env):
     from chalicelib.cache.tiered import get_cache
 
+    wait_clear_of_local_midnight(app_env.sql, margin_s=30)  # the job and the test agree on "today"
     assert _scheduled(client, "refresh_views")["status"] == "ok"
     for tenant, today in _tenants(app_env):
         get_cache().clear_l1()
@@ -315,28 +317,16 @@ def test_readers_do_not_wait_during_refresh(app_env):
         refresh_views()
 
 
-def _free_slot_after_today(client, app_env, headers) -> tuple[int, str]:
-    """A free slot on a day after the tenant's today; one is freed in SQL if none is free."""
-    today = app_env.sql("SELECT (now() AT TIME ZONE time_zone)::date FROM tenant WHERE id = 1")[0][0]
-    for ahead in range(1, 7):
-        day = (today + dt.timedelta(days=ahead)).isoformat()
-        slots = client.http.get(f"/api/slots/available?clientId=1&date={day}", headers=headers).json_body["slots"]
-        if slots:
-            return slots[0]["slotId"], day
-    day = (today + dt.timedelta(days=1)).isoformat()
-    slot = app_env.sql("SELECT min(id) FROM slot WHERE tenant_id = 1 AND day = :d", d=day)[0][0]
-    app_env.sql("UPDATE appointment SET status = 'cancelled', cancelled_at = now()"
-                " WHERE tenant_id = 1 AND slot_id = :s AND status <> 'cancelled'", s=slot)
-    return slot, day
-
-
 def test_new_process_reads_prewarmed_dashboard_with_the_booking(client, app_env):
     headers = app_env.headers(role="staff")
+    # upcoming7d moves by a whole day at the tenant's midnight; and the free slot (found, or
+    # freed in SQL) is settled before the first refresh counts.
+    wait_clear_of_local_midnight(app_env.sql, margin_s=120)
+    slot, day = free_slot_in_upcoming_week(app_env.sql, 1)
     assert _scheduled(client, "refresh_views")["status"] == "ok"
     before = client.http.get("/api/dashboard/stats?clientId=1", headers=headers).json_body
-    slot, day = _free_slot_after_today(client, app_env, headers)
     booked = client.http.post("/api/appointments", headers={**headers, "Content-Type": "application/json"},
-                              body=json.dumps({"clientId": 1, "slotId": slot, "patientId": 1}))
+                              body=json.dumps({"clientId": 1, "slotId": slot, "patientId": new_patient(app_env.sql)}))
     assert booked.status_code == 201, booked.body
     assert _scheduled(client, "refresh_views")["status"] == "ok"
 
@@ -360,15 +350,16 @@ def test_new_process_reads_prewarmed_dashboard_with_the_booking(client, app_env)
 
 
 def test_slot_extension_is_idempotent(client, app_env):
+    wait_clear_of_local_midnight(app_env.sql, margin_s=30)  # a new local day would add slots between runs
     first = _scheduled(client, "extend_slots")
     second = _scheduled(client, "extend_slots")
-    assert set(first) == {"inserted"} and first["inserted"] >= 0
-    assert second == {"inserted": 0}
+    assert set(first) == {"inserted", "idempotencyKeysPurged"} and first["inserted"] >= 0
+    assert second == {"inserted": 0, "idempotencyKeysPurged": 0}
     app_env.sql("DELETE FROM slot s WHERE s.day = (SELECT max(day) FROM slot WHERE tenant_id = 1)"
                 " AND s.tenant_id = 1 AND NOT EXISTS (SELECT 1 FROM appointment a"
                 " WHERE a.tenant_id = s.tenant_id AND a.slot_id = s.id)")
     assert _scheduled(client, "extend_slots")["inserted"] > 0
-    assert _scheduled(client, "extend_slots") == {"inserted": 0}
+    assert _scheduled(client, "extend_slots") == {"inserted": 0, "idempotencyKeysPurged": 0}
 
 
 def test_local_scheduler_invokes_handler_with_scheduled_event(client, app_env, monkeypatch):
@@ -382,9 +373,11 @@ def test_local_scheduler_invokes_handler_with_scheduled_event(client, app_env, m
         seen.append((event, context))
         return handler(event, context)
 
+    wait_clear_of_local_midnight(app_env.sql, margin_s=30)
+    _scheduled(client, "extend_slots")  # up to date even if a tenant's day changed since the seed
     monkeypatch.setattr(app_module, "extend_slots", capture)
     scheduler = LocalScheduler(app_module.app, {"extend_slots": 3600.0})
-    assert scheduler.invoke("extend_slots") == {"inserted": 0}
+    assert scheduler.invoke("extend_slots") == {"inserted": 0, "idempotencyKeysPurged": 0}
     event, context = seen[0]
     assert event["detail-type"] == "Scheduled Event" and event["source"] == "aws.events"
     assert event["resources"][0].endswith("rule/extend_slots") and event["time"].endswith("Z")
@@ -445,6 +438,7 @@ def test_live_dashboard_equals_the_view_after_a_refresh(client, app_env):
     the materialized view, over the same days, just without the view."""
     from chalicelib.booking import queries
 
+    wait_clear_of_local_midnight(app_env.sql, margin_s=30)  # the view and the live query share "today"
     assert _scheduled(client, "refresh_views")["status"] == "ok"
     for tenant in (1, 2):
         live = json.loads(queries.dashboard_live(tenant))

@@ -1,142 +1,226 @@
-"""Write commands: book and cancel, each one PostgreSQL transaction.
+"""Write commands: book, cancel and reschedule, each one PostgreSQL transaction.
 
-The database, not any cache, prevents double booking: the partial unique index allows one
-live appointment per slot and the exclusion constraint one per doctor at any instant;
-`INSERT ... ON CONFLICT DO NOTHING` turns either conflict into "no row" without an error.
-Book (without an Idempotency-Key) and cancel are single statements, run on their own in one
-round trip; a keyed booking is a transaction. Each command returns what it touched so the
-caller can invalidate caches after commit.
+The database, not any cache, decides every race: the partial unique index allows one live
+appointment per slot, and exclusion constraints one per doctor and one per patient at any
+instant. A booking's `ON CONFLICT (tenant_id, slot_id) ... DO NOTHING` turns a taken slot
+into "no row"; the other violations (and a reschedule's, which is an UPDATE) arrive as
+SQLSTATE 23505/23P01 naming the constraint, and `outcome.conflict` turns them into 409
+`slot_taken` or `patient_busy`. Unkeyed staff bookings, cancels and reschedules are single
+statements in one round trip; keyed writes and patient bookings (which lock the patient row
+to count their live future bookings) are transactions. Each command returns what it touched
+so the caller can invalidate caches after commit.
 """
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
-import orjson
+from pg8000.exceptions import DatabaseError
 
-from chalicelib.booking.models import BookingBody, CancelBody
+from chalicelib.booking.idempotency import IdempotencyKey, request_hash, run_once
+from chalicelib.booking.models import BookingBody, CancelBody, RescheduleBody
+from chalicelib.booking.outcome import Touched, WriteResult, conflict, error_body
 from chalicelib.booking.queries import APPOINTMENT_JOINS, appointment_json_sql
 from chalicelib.db import connection as db
+from chalicelib.db.connection import sqlstate
 from chalicelib.http import ApiError
 
-
-@dataclass(frozen=True)
-class Touched:
-    """What a write changed: tenant, the slot's doctor and local day."""
-
-    tenant: int
-    doctor_id: int
-    day: dt.date
+_DEADLOCK = "40P01"
+_APPOINTMENT_DOCUMENT = f"json_build_object('appointment', {appointment_json_sql()})::text"
 
 
-@dataclass(frozen=True)
-class WriteResult:
-    """A command's answer (status and JSON body) and what it touched (None if nothing)."""
-
-    status: int
-    body: str
-    touched: Optional[Touched]
-
-
-_BOOK_SQL = f"""
+def _book_sql(capped: bool) -> str:
+    """The booking statement; `capped` adds the patient's live future bookings and refuses
+    to insert when they reach :cap (run after the patient row is locked)."""
+    held = (""",
+     held AS (SELECT count(*) AS n FROM appointment WHERE tenant_id = :t AND patient_id = :patient
+              AND status <> 'cancelled' AND starts_at > now())""" if capped else "")
+    return f"""
 WITH s AS (SELECT * FROM slot WHERE tenant_id = :t AND id = :slot),
-     pt AS (SELECT id FROM patient WHERE tenant_id = :t AND id = :patient),
+     pt AS (SELECT id FROM patient WHERE tenant_id = :t AND id = :patient){held},
      ins AS (
         INSERT INTO appointment (tenant_id, slot_id, patient_id, doctor_id, department_id,
                                  day, starts_at, ends_at, status, reason)
         SELECT s.tenant_id, s.id, pt.id, s.doctor_id, s.department_id, s.day, s.starts_at, s.ends_at,
                'booked', :reason
-        FROM s, pt WHERE s.starts_at > now()
-        ON CONFLICT DO NOTHING
+        FROM s, pt WHERE s.starts_at > now(){" AND (SELECT n FROM held) < :cap" if capped else ""}
+        ON CONFLICT (tenant_id, slot_id) WHERE status <> 'cancelled' DO NOTHING
         RETURNING *)
 SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM pt),
        (SELECT s.starts_at > now() FROM s), (SELECT s.doctor_id FROM s), (SELECT s.day FROM s),
-       (SELECT json_build_object('appointment', {appointment_json_sql()})::text
-        FROM ins a {APPOINTMENT_JOINS})
+       {"(SELECT n >= :cap FROM held)" if capped else "false"},
+       (SELECT {_APPOINTMENT_DOCUMENT} FROM ins a {APPOINTMENT_JOINS})
 """
 
+
+_BOOK_SQL = _book_sql(capped=False)
+_BOOK_CAPPED_SQL = _book_sql(capped=True)
+# Serializes one patient's capped bookings: the booking statement after it takes a new
+# snapshot, so it counts every booking committed by the lock's previous holder.
+_LOCK_PATIENT_SQL = "SELECT 1 FROM patient WHERE tenant_id = :t AND id = :patient FOR NO KEY UPDATE"
+
+# `FOR UPDATE` in `target`: under concurrent writes to the row, the statement reads the row
+# as committed by the last writer (the version it updates), not its starting snapshot, so
+# the answer and the touched (doctor, day) are those of the row it changed.
 _CANCEL_SQL = f"""
-WITH target AS (SELECT * FROM appointment WHERE tenant_id = :t AND id = :id {{owner}}),
+WITH target AS (SELECT * FROM appointment WHERE tenant_id = :t AND id = :id {{owner}} FOR UPDATE),
      upd AS (
         UPDATE appointment a SET status = 'cancelled', cancelled_at = now(), cancel_reason = :reason
         FROM target WHERE a.tenant_id = target.tenant_id AND a.id = target.id
-          AND a.status = 'booked' AND a.starts_at > now()
+          AND target.status = 'booked' AND target.starts_at > now()
         RETURNING a.*)
 SELECT (SELECT count(*) FROM target), (SELECT status FROM target), (SELECT starts_at > now() FROM target),
-       (SELECT json_build_object('appointment', {appointment_json_sql()})::text FROM upd a {APPOINTMENT_JOINS}),
+       (SELECT {_APPOINTMENT_DOCUMENT} FROM upd a {APPOINTMENT_JOINS}),
        (SELECT doctor_id FROM upd), (SELECT day FROM upd)
 """
 
+_RESCHEDULE_SQL = f"""
+WITH target AS (SELECT * FROM appointment WHERE tenant_id = :t AND id = :id {{owner}} FOR UPDATE),
+     s AS (SELECT * FROM slot WHERE tenant_id = :t AND id = :slot),
+     upd AS (
+        UPDATE appointment a
+        SET slot_id = s.id, doctor_id = s.doctor_id, department_id = s.department_id, day = s.day,
+            starts_at = s.starts_at, ends_at = s.ends_at, reason = coalesce(CAST(:reason AS text), a.reason)
+        FROM target, s
+        WHERE a.tenant_id = target.tenant_id AND a.id = target.id
+          AND target.status = 'booked' AND target.starts_at > now() AND s.starts_at > now()
+        RETURNING a.*)
+SELECT (SELECT count(*) FROM target), (SELECT status FROM target), (SELECT starts_at > now() FROM target),
+       (SELECT count(*) FROM s), (SELECT starts_at > now() FROM s),
+       (SELECT {_APPOINTMENT_DOCUMENT} FROM upd a {APPOINTMENT_JOINS}),
+       (SELECT doctor_id FROM target), (SELECT day FROM target), (SELECT doctor_id FROM upd), (SELECT day FROM upd)
+"""
 
-def _book_params(body: BookingBody) -> dict[str, object]:
-    return {"t": body.clientId, "slot": body.slotId, "patient": body.patientId, "reason": body.reason}
+
+def _decided(attempt: Callable[[], WriteResult]) -> WriteResult:
+    """`attempt()`, or the 409 answer when PostgreSQL refused it with a race-deciding violation.
+    An attempt chosen as a deadlock's victim (two writes each waiting on a row the other
+    changes, e.g. two appointments swapping slots) was rolled back; it runs once more and
+    then finds the winner committed."""
+    for last in (False, True):
+        try:
+            return attempt()
+        except DatabaseError as exc:
+            if sqlstate(exc) == _DEADLOCK and not last:
+                continue
+            answer = conflict(exc)
+            if answer is None:
+                raise
+            return answer
+    raise AssertionError("unreachable")
+
+
+def _in_savepoint(conn: db.Transaction, attempt: Callable[[], WriteResult]) -> WriteResult:
+    """`_decided(attempt)` inside an open transaction: a refused statement is rolled back to
+    a savepoint, so the transaction goes on (to store the 409 as the key's answer)."""
+
+    def rolled_back_on_refusal() -> WriteResult:
+        conn.run("SAVEPOINT attempt")
+        try:
+            return attempt()
+        except DatabaseError:
+            conn.run("ROLLBACK TO SAVEPOINT attempt")
+            raise
+
+    return _decided(rolled_back_on_refusal)
 
 
 def _book_result(body: BookingBody, rows: list[list[object]]) -> WriteResult:
-    slot_found, patient_found, in_future, doctor_id, day, created = rows[0]
+    slot_found, patient_found, in_future, doctor_id, day, at_cap, created = rows[0]
     if not slot_found:
         raise ApiError(404, f"Slot {body.slotId} does not exist for this clientId.")
     if not patient_found:
         raise ApiError(404, f"Patient {body.patientId} does not exist for this clientId.")
     if not in_future:
-        return WriteResult(409, _error_body("slot_taken", "This slot has already started and cannot be booked."), None)
+        return WriteResult(409, error_body("slot_taken", "This slot has already started and cannot be booked."), None)
+    if at_cap:
+        return WriteResult(409, error_body("booking_limit", "This patient already holds the most upcoming"
+                                           " appointments allowed; cancel one first."), None)
     if created is None:
-        return WriteResult(409, _error_body("slot_taken", "This slot is already booked."), None)
-    return WriteResult(201, created, Touched(body.clientId, doctor_id, day))  # type: ignore[arg-type]
+        return WriteResult(409, error_body("slot_taken", "This slot is already booked."), None)
+    return WriteResult(201, created, Touched.slots(body.clientId, (doctor_id, day)))  # type: ignore[arg-type]
 
 
-def _error_body(code: str, message: str) -> str:
-    return orjson.dumps({"error": {"code": code, "message": message}}).decode()
+def book(body: BookingBody, idempotency: Optional[IdempotencyKey] = None,
+         patient_cap: Optional[int] = None) -> WriteResult:
+    """Book a slot for a patient. 201 with the appointment; 409 `slot_taken`, `patient_busy`,
+    or `booking_limit` (with `patient_cap`: the patient already holds that many live future
+    appointments); 404 unknowns. With an Idempotency-Key, see `idempotency.run_once`."""
+    params: dict[str, object] = {"t": body.clientId, "slot": body.slotId, "patient": body.patientId,
+                                 "reason": body.reason}
+    sql = _BOOK_SQL
+    if patient_cap is not None:
+        params["cap"], sql = patient_cap, _BOOK_CAPPED_SQL
 
+    def in_transaction(conn: db.Transaction) -> WriteResult:
+        if patient_cap is not None:
+            conn.run(_LOCK_PATIENT_SQL, t=body.clientId, patient=body.patientId)
+        return _book_result(body, conn.run(sql, **params))
 
-def _request_hash(body: BookingBody) -> str:
-    return hashlib.sha256(orjson.dumps(body.model_dump(), option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def book(body: BookingBody, idempotency_key: Optional[str] = None) -> WriteResult:
-    """Book a slot for a patient. 201 with the appointment, 409 `slot_taken`, 404 unknowns.
-
-    With an Idempotency-Key, same-key requests are serialized by a transaction-scoped
-    advisory lock; the first answer (201 or 409) is stored with the booking in the same
-    transaction and returned again for every retry, creating nothing.
-    """
-    if idempotency_key is None:
+    if idempotency is not None:
+        return run_once(idempotency, "book", request_hash(body.model_dump()),
+                        lambda conn: _in_savepoint(conn, lambda: in_transaction(conn)))
+    if patient_cap is None:
         # One statement, atomic on its own: no BEGIN/COMMIT round trips.
-        return _book_result(body, db.write(_BOOK_SQL, **_book_params(body)))
-    request_hash = _request_hash(body)
-    with db.transaction() as conn:
-        conn.run("SELECT pg_advisory_xact_lock(hashtextextended(:k, :t))", k=idempotency_key, t=body.clientId)
-        stored = conn.run(
-            "SELECT request_hash, status_code, body FROM idempotency_key WHERE tenant_id = :t AND key = :k",
-            t=body.clientId, k=idempotency_key,
-        )
-        if stored:
-            previous_hash, status, previous_body = stored[0]
-            if previous_hash != request_hash:
-                raise ApiError(400, "This Idempotency-Key was already used with a different request.")
-            return WriteResult(status, previous_body, None)
-        result = _book_result(body, conn.run(_BOOK_SQL, **_book_params(body)))
-        conn.run(
-            "INSERT INTO idempotency_key (tenant_id, key, request_hash, status_code, body)"
-            " VALUES (:t, :k, :h, :s, :b)",
-            t=body.clientId, k=idempotency_key, h=request_hash, s=result.status, b=result.body,
-        )
-        return result
+        return _decided(lambda: _book_result(body, db.write(sql, **params)))
+
+    def locked() -> WriteResult:
+        with db.transaction() as conn:
+            return in_transaction(conn)
+
+    return _decided(locked)
+
+
+def _owner(params: dict[str, object], patient_id: Optional[int]) -> str:
+    """The SQL condition restricting a write to the patient's own appointment (if a patient)."""
+    if patient_id is None:
+        return ""
+    params["pid"] = patient_id
+    return "AND patient_id = :pid"
 
 
 def cancel(appointment_id: int, body: CancelBody, patient_id: Optional[int] = None) -> WriteResult:
     """Cancel a booked future appointment. 200, 404 (unknown, or not the patient's own),
     409 `not_cancellable` (already cancelled, checked in, completed, no-show, or started)."""
-    owner = "AND patient_id = :pid" if patient_id is not None else ""
-    params = {"t": body.clientId, "id": appointment_id, "reason": body.reason}
-    if patient_id is not None:
-        params["pid"] = patient_id
-    found, status, in_future, updated, doctor_id, day = db.write(_CANCEL_SQL.format(owner=owner), **params)[0]
+    params: dict[str, object] = {"t": body.clientId, "id": appointment_id, "reason": body.reason}
+    sql = _CANCEL_SQL.format(owner=_owner(params, patient_id))
+    found, status, in_future, updated, doctor_id, day = db.write(sql, **params)[0]
     if not found:
         raise ApiError(404, f"Appointment {appointment_id} does not exist for this clientId.")
     if updated is None:
         why = f"it is {status.replace('_', ' ')}" if status != "booked" else "it has already started"
         raise ApiError(409, f"This appointment cannot be cancelled: {why}.", code="not_cancellable")
-    return WriteResult(200, updated, Touched(body.clientId, doctor_id, day))
+    return WriteResult(200, updated, Touched.slots(body.clientId, (doctor_id, day)))
+
+
+def _reschedule_result(appointment_id: int, body: RescheduleBody, rows: list[list[object]]) -> WriteResult:
+    (found, status, in_future, slot_found, slot_in_future, updated,
+     old_doctor, old_day, new_doctor, new_day) = rows[0]
+    if not found:
+        raise ApiError(404, f"Appointment {appointment_id} does not exist for this clientId.")
+    if not slot_found:
+        raise ApiError(404, f"Slot {body.slotId} does not exist for this clientId.")
+    if updated is None and not (status == "booked" and in_future):
+        why = f"it is {str(status).replace('_', ' ')}" if status != "booked" else "it has already started"
+        return WriteResult(409, error_body("not_reschedulable", f"This appointment cannot be rescheduled: {why}."),
+                           None)
+    if updated is None:
+        return WriteResult(409, error_body("slot_taken", "This slot has already started and cannot be booked."), None)
+    return WriteResult(200, updated, Touched.slots(body.clientId, (old_doctor, old_day),  # type: ignore[arg-type]
+                                                        (new_doctor, new_day)))
+
+
+def reschedule(appointment_id: int, body: RescheduleBody, patient_id: Optional[int] = None,
+               idempotency: Optional[IdempotencyKey] = None) -> WriteResult:
+    """Move a booked future appointment to another free slot in one statement: the old slot
+    is freed and the new one taken together, or nothing changes. 200 with the appointment
+    (its new slot; `reason` replaced when given); 404 (unknown appointment, not the
+    patient's own, unknown slot); 409 `not_reschedulable`, `slot_taken` or `patient_busy`.
+    Rescheduling into the slot it already holds changes nothing and answers 200."""
+    params: dict[str, object] = {"t": body.clientId, "id": appointment_id, "slot": body.slotId,
+                                 "reason": body.reason}
+    sql = _RESCHEDULE_SQL.format(owner=_owner(params, patient_id))
+    if idempotency is None:
+        return _decided(lambda: _reschedule_result(appointment_id, body, db.write(sql, **params)))
+    hashed = request_hash({"appointmentId": appointment_id, **body.model_dump()})
+    return run_once(idempotency, "reschedule", hashed, lambda conn: _in_savepoint(
+        conn, lambda: _reschedule_result(appointment_id, body, conn.run(sql, **params))))

@@ -1,19 +1,21 @@
 """Request models: what each route accepts. The OpenAPI document is built from these too."""
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import re
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from chalicelib.booking import cursor as page_cursor
 from chalicelib.http import ApiError
+from chalicelib.settings import get_settings
 
 INT4_MAX = 2_147_483_647
 INT8_MAX = 9_223_372_036_854_775_807
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_CURSOR_RE = re.compile(r"^[A-Za-z0-9_-]{1,120}$")
+_PATH_ID_RE = re.compile(r"^[1-9][0-9]{0,18}$")
+_SPACES = re.compile(r"\s+")
 MAX_RANGE_DAYS = 366
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL (would be a 500)
 
@@ -35,38 +37,26 @@ IsoDate = Annotated[dt.date, BeforeValidator(_iso_date), Field(json_schema_extra
 Status = Literal["booked", "checked_in", "completed", "cancelled", "no_show"]
 
 
-class Cursor(BaseModel):
-    """Keyset position in an appointment list: after (startsAt, id)."""
-
-    starts_at: dt.datetime
-    id: int
-
-    def encode(self) -> str:
-        """The opaque cursor string handed to clients."""
-        raw = f"{self.starts_at.isoformat()}|{self.id}".encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, text: str) -> "Cursor":
-        """Parse a cursor string; ValueError when it was not made by `encode`."""
-        if not _CURSOR_RE.match(text):
-            raise ValueError("is not a cursor returned by this API")
-        try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-            starts, _, ident = raw.partition("|")
-            stamp = dt.datetime.fromisoformat(starts)
-            number = int(ident)
-        except (ValueError, UnicodeDecodeError):
-            raise ValueError("is not a cursor returned by this API") from None
-        if stamp.tzinfo is None or not 1 <= number <= INT8_MAX:
-            raise ValueError("is not a cursor returned by this API")
-        return cls(starts_at=stamp, id=number)
+def normalize_search(text: str) -> str:
+    """A patient search term as both the cache key and the query use it: surrounding space
+    dropped, inner runs of space made one, lower case (names and record numbers match
+    without regard to case, lower-cased as PostgreSQL's lower() does for these names)."""
+    return _SPACES.sub(" ", text).strip().lower()
 
 
-def _cursor(value: Optional[str]) -> Optional[str]:
-    if value is not None:
-        Cursor.decode(value)
-    return value
+def _search_term(value: str) -> str:
+    term = normalize_search(value)
+    if not term:
+        raise ValueError("must contain at least one character that is not a space")
+    return term
+
+
+def parse_path_id(text: str, what: str = "appointment id") -> int:
+    """A positive 64-bit id from a URL path segment; 400 for anything else (checked by
+    shape first, so a 5,000-digit number is refused without being converted)."""
+    if not _PATH_ID_RE.match(text) or int(text) > INT8_MAX:
+        raise ApiError(400, f"The {what} in the path must be a positive integer.")
+    return int(text)
 
 
 class QueryModel(BaseModel):
@@ -84,7 +74,7 @@ class DoctorsQuery(TenantQuery):
 
 
 class PatientsQuery(TenantQuery):
-    q: Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL)]
+    q: Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL), AfterValidator(_search_term)]
     limit: Annotated[int, Field(ge=1, le=100)] = 20
 
 
@@ -103,7 +93,19 @@ class AppointmentListQuery(TenantQuery):
     doctorId: Optional[Id4] = None
     patientId: Optional[Id4] = None
     limit: Annotated[int, Field(ge=1, le=200)] = 50
-    cursor: Annotated[Optional[str], AfterValidator(_cursor)] = None
+    cursor: Annotated[Optional[str], Field(max_length=100)] = None
+
+    @model_validator(mode="after")
+    def _signed_cursor(self) -> "AppointmentListQuery":
+        if self.cursor is not None:
+            self.position()
+        return self
+
+    def position(self) -> Optional[page_cursor.Position]:
+        """Where the page starts, from the signed cursor (None: the first page)."""
+        if self.cursor is None:
+            return None
+        return page_cursor.read(get_settings().auth_secret, self.clientId, self.cursor)
 
     def check_range(self) -> None:
         """400 when the date filters contradict each other or span too long."""
@@ -132,6 +134,17 @@ class BookingBody(BodyModel):
 class CancelBody(BodyModel):
     clientId: Id4
     reason: Optional[Annotated[str, Field(max_length=500, pattern=NO_NUL)]] = None
+
+
+class RescheduleBody(BodyModel):
+    clientId: Id4
+    slotId: Id8
+    reason: Optional[Annotated[str, Field(max_length=500, pattern=NO_NUL)]] = None
+
+
+class StatusBody(BodyModel):
+    clientId: Id4
+    status: Status
 
 
 def _details(exc: ValidationError) -> list[dict[str, str]]:

@@ -8,8 +8,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Optional
 
-from chalicelib.booking.models import AppointmentListQuery, Cursor, DoctorsQuery, PatientsQuery, SlotsQuery
+from chalicelib.booking import cursor
+from chalicelib.booking.models import AppointmentListQuery, DoctorsQuery, PatientsQuery, SlotsQuery
 from chalicelib.db import connection as db
+from chalicelib.settings import get_settings
 
 _APPOINTMENT_JSON = """json_build_object(
     'id', a.id, 'slotId', a.slot_id, 'patientId', a.patient_id, 'patientName', p.name,
@@ -59,18 +61,19 @@ def doctors(query: DoctorsQuery) -> Optional[str]:
 
 
 def patients(query: PatientsQuery) -> Optional[str]:
-    """GET /api/patients: name-prefix (case-insensitive) or exact record-number matches."""
-    prefix = query.q.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    """GET /api/patients: name-prefix or record-number matches, both without regard to case
+    (`query.q` is already normalized: see `models.normalize_search`)."""
+    prefix = query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     return db.scalar(
         """SELECT json_build_object('clientId', t.id, 'patients', coalesce((
                SELECT json_agg(json_build_object('id', m.id, 'name', m.name, 'birthDate', m.birth_date)
                                ORDER BY m.name, m.id)
                FROM (SELECT p.id, p.name, p.birth_date FROM patient p
                      WHERE p.tenant_id = t.id
-                       AND (lower(p.name) LIKE :prefix OR p.record_number = :exact)
+                       AND (lower(p.name) LIKE :prefix OR lower(p.record_number) = :exact)
                      ORDER BY p.name, p.id LIMIT :lim) m), '[]'::json))::text
            FROM tenant t WHERE t.id = :t""",
-        t=query.clientId, prefix=prefix, exact=query.q.strip(), lim=query.limit,
+        t=query.clientId, prefix=prefix, exact=query.q, lim=query.limit,
     )
 
 
@@ -115,11 +118,11 @@ def appointment_list(query: AppointmentListQuery) -> Optional[str]:
         if value is not None:
             filters += f" AND a.{column} = :{column}"
             params[column] = value
-    if query.cursor is not None:
-        cursor = Cursor.decode(query.cursor)
+    position = query.position()
+    if position is not None:
         filters += " AND (a.starts_at, a.id) > (:c_at, :c_id)"
-        params["c_at"] = cursor.starts_at
-        params["c_id"] = cursor.id
+        params["c_at"] = position.starts_at
+        params["c_id"] = position.id
     rows = db.run(
         f"""WITH page AS (
                 SELECT a.*, row_number() OVER (ORDER BY a.starts_at, a.id) AS rn
@@ -139,7 +142,8 @@ def appointment_list(query: AppointmentListQuery) -> Optional[str]:
         return None
     next_cursor = "null"
     if next_at is not None:
-        next_cursor = '"' + Cursor(starts_at=next_at, id=next_id).encode() + '"'
+        signed = cursor.sign(get_settings().auth_secret, query.clientId, cursor.Position(next_at, next_id))
+        next_cursor = '"' + signed + '"'
     return f'{{"clientId":{query.clientId},"appointments":{items},"nextCursor":{next_cursor}}}'
 
 

@@ -11,15 +11,19 @@ from typing import Callable, Mapping, Optional
 from chalice import Response
 
 from chalicelib.auth import Principal, require_role, require_tenant
-from chalicelib.booking import commands, queries
+from chalicelib.booking import commands, queries, transitions
+from chalicelib.booking.idempotency import IdempotencyKey
 from chalicelib.booking.models import (AppointmentListQuery, BookingBody, CancelBody, DoctorsQuery,
-                                       PatientsQuery, SlotsQuery, TenantQuery, parse)
+                                       PatientsQuery, RescheduleBody, SlotsQuery, StatusBody, TenantQuery,
+                                       normalize_search, parse, parse_path_id)
+from chalicelib.booking.outcome import WriteResult
 from chalicelib.cache import keys as scopes
 from chalicelib.cache.invalidation import after_write, replay_outbox
 from chalicelib.cache.keys import CacheKey
 from chalicelib.cache.policies import Policy
 from chalicelib.cache.tiered import CacheResult, TieredCache, get_cache
 from chalicelib.http import ApiError, json_response
+from chalicelib.settings import get_settings
 
 log = logging.getLogger(__name__)
 STAFF = ("staff", "admin")
@@ -94,7 +98,7 @@ def doctors_key(tenant: int, department_id: Optional[int] = None) -> CacheKey:
 
 def patients_key(tenant: int, q: str, limit: int) -> CacheKey:
     """GET /api/patients."""
-    return get_cache().keys.key(tenant, "patients", f"q={q.strip().lower()}:n={limit}", (scopes.PATIENTS,))
+    return get_cache().keys.key(tenant, "patients", f"q={normalize_search(q)}:n={limit}", (scopes.PATIENTS,))
 
 
 def slots_key(tenant: int, day: dt.date, department_id: Optional[int] = None,
@@ -177,29 +181,60 @@ PLANNERS: dict[str, Callable[[Principal, Mapping[str, str]], ReadPlan]] = {
 }
 
 
+def _answer(result: WriteResult) -> Response:
+    """Invalidate what a committed write touched, then answer with its status and body."""
+    if result.touched is not None:
+        after_write(cache(), result.touched)
+    return json_response(result.body, status=result.status)
+
+
 def book(principal: Principal, body: Mapping[str, object], idempotency_key: Optional[str]) -> Response:
-    """POST /api/appointments."""
+    """POST /api/appointments (a patient token: for themselves, within the future-bookings cap)."""
     b = parse(BookingBody, body)
     require_tenant(principal, b.clientId)
     if principal.is_patient and b.patientId != principal.patient_id:
         raise ApiError(403, "A patient may book only for themselves.")
-    if idempotency_key is not None and not (1 <= len(idempotency_key) <= 200 and idempotency_key.isprintable()):
-        raise ApiError(400, "Idempotency-Key must be 1 to 200 printable characters.")
-    result = commands.book(b, idempotency_key)
-    if result.touched is not None:
-        after_write(cache(), result.touched)
-    return json_response(result.body, status=result.status)
+    cap = get_settings().patient_max_future_bookings if principal.is_patient else None
+    return _answer(commands.book(b, _idempotency(principal, idempotency_key), patient_cap=cap))
+
+
+def _idempotency(principal: Principal, header: Optional[str]) -> Optional[IdempotencyKey]:
+    """The caller's Idempotency-Key, scoped to their tenant and subject; 400 when malformed."""
+    if header is None:
+        return None
+    if not (1 <= len(header) <= 200 and header.isascii() and header.isprintable()):
+        raise ApiError(400, "Idempotency-Key must be 1 to 200 printable ASCII characters.")
+    return IdempotencyKey(principal.tenant, principal.sub, header)
+
+
+def _own_appointments(principal: Principal, client_id: int) -> Optional[int]:
+    """Staff and admin act on any appointment of the tenant (None); a patient only on their
+    own (their patientId: others' answer 404)."""
+    require_tenant(principal, client_id)
+    if not principal.is_patient:
+        require_role(principal, *STAFF)
+    return principal.patient_id
 
 
 def cancel(principal: Principal, appointment_id: str, body: Mapping[str, object]) -> Response:
     """POST /api/appointments/{id}/cancel."""
-    if not (appointment_id.isascii() and appointment_id.isdigit()) or not 1 <= int(appointment_id) <= 2**63 - 1:
-        raise ApiError(400, "The appointment id in the path must be a positive integer.")
+    ident = parse_path_id(appointment_id)
     b = parse(CancelBody, body)
-    require_tenant(principal, b.clientId)
-    if not principal.is_patient:
-        require_role(principal, *STAFF)
-    result = commands.cancel(int(appointment_id), b, principal.patient_id)
-    if result.touched is not None:
-        after_write(cache(), result.touched)
-    return json_response(result.body, status=result.status)
+    return _answer(commands.cancel(ident, b, _own_appointments(principal, b.clientId)))
+
+
+def reschedule(principal: Principal, appointment_id: str, body: Mapping[str, object],
+               idempotency_key: Optional[str]) -> Response:
+    """POST /api/appointments/{id}/reschedule."""
+    ident = parse_path_id(appointment_id)
+    b = parse(RescheduleBody, body)
+    owner = _own_appointments(principal, b.clientId)
+    return _answer(commands.reschedule(ident, b, owner, _idempotency(principal, idempotency_key)))
+
+
+def set_status(principal: Principal, appointment_id: str, body: Mapping[str, object]) -> Response:
+    """POST /api/appointments/{id}/status (staff and admin)."""
+    ident = parse_path_id(appointment_id)
+    b = parse(StatusBody, body)
+    _tenant_guard(principal, b.clientId, *STAFF)
+    return _answer(transitions.set_status(ident, b))

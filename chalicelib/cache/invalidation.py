@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from chalicelib.booking.commands import Touched
-from chalicelib.cache.keys import scopes_touched_by_booking
+from chalicelib.booking.outcome import Touched
+from chalicelib.cache.keys import scopes_touched
 from chalicelib.cache.tiered import TieredCache
 from chalicelib.db import connection as db
 
@@ -13,8 +13,8 @@ log = logging.getLogger(__name__)
 
 
 def after_write(cache: TieredCache, touched: Touched) -> None:
-    """Invalidate the cached reads a booking or cancel changed."""
-    scopes = scopes_touched_by_booking(touched.day, touched.doctor_id)
+    """Invalidate the cached reads a committed write changed (one MSET of version keys)."""
+    scopes = scopes_touched(touched.slot_days, touched.list_days)
     if cache.invalidate(touched.tenant, scopes):
         return
     keys = [cache.keys.version(touched.tenant, s) for s in scopes]

@@ -190,12 +190,18 @@ CROSS JOIN LATERAL (SELECT st.patient_first_id + n - 1 AS id) p
 # 'now' (checked in or waiting), the rest 'future'. A slot gets a first appointment with
 # the band's fill rate; some cancelled slots were booked again (attempt 2, never cancelled).
 # Times of creation and cancellation lie before min(starts_at, local midnight today).
+# Patients: no patient may be in two live appointments at once (appointment_no_patient_overlap).
+# Every seeded slot lies within one local clock hour (blocks start on the hour, slots are 20
+# or 30 minutes), so appointments of different local hours never overlap; within an hour the
+# k-th appointment gets patient (offset + k * stride) mod count, all distinct, with a
+# pseudo-random offset per (tenant, hour) and a stride coprime with the tenant's patient count.
 _APPOINTMENT_SQL = """
 INSERT INTO appointment (tenant_id, id, slot_id, patient_id, doctor_id, department_id, day,
                          starts_at, ends_at, status, reason, created_at, cancelled_at, cancel_reason)
 WITH booked AS (
     SELECT s.tenant_id, s.id AS slot_id, s.doctor_id, s.department_id, s.day, s.starts_at, s.ends_at,
-           b.band, least(s.starts_at, st.today_start) AS horizon, st.patient_first_id, st.patient_count
+           b.band, least(s.starts_at, st.today_start) AS horizon, st.patient_first_id, st.patient_count,
+           date_trunc('hour', s.starts_at AT TIME ZONE st.time_zone) AS local_hour
     FROM slot s
     JOIN seed_tenant st ON st.tenant_id = s.tenant_id
     CROSS JOIN LATERAL (
@@ -224,21 +230,29 @@ first_done AS (
 ),
 all_tries AS (
     SELECT tenant_id, slot_id, doctor_id, department_id, day, starts_at, ends_at, patient_first_id,
-           patient_count, attempt, status, created_at, cancelled_at
+           patient_count, local_hour, attempt, status, created_at, cancelled_at
     FROM first_done
     UNION ALL
     SELECT tenant_id, slot_id, doctor_id, department_id, day, starts_at, ends_at, patient_first_id,
-           patient_count, 2, pg_temp.seed_status(band, 0.85 * pg_temp.seed_u(:seed, slot_id || ':status2')),
+           patient_count, local_hour, 2, pg_temp.seed_status(band, 0.85 * pg_temp.seed_u(:seed, slot_id || ':status2')),
            date_trunc('second', cancelled_at + (horizon - cancelled_at) * pg_temp.seed_u(:seed, slot_id || ':rebooked')),
            NULL
     FROM first_done
     WHERE status = 'cancelled' AND pg_temp.seed_u(:seed, slot_id || ':rebook') < CAST(:rebook_rate AS float8)
+),
+in_hour AS (
+    SELECT t.*,
+           row_number() OVER (PARTITION BY t.tenant_id, t.local_hour
+                              ORDER BY t.starts_at, t.doctor_id, t.attempt) - 1 AS k,
+           floor(pg_temp.seed_u(:seed, t.tenant_id || ':' || t.local_hour || ':patients')
+                 * t.patient_count)::bigint AS offset_in_hour,
+           CASE WHEN gcd(7919, t.patient_count) = 1 THEN 7919 ELSE 1 END AS stride
+    FROM all_tries t
 )
 SELECT a.tenant_id,
        row_number() OVER (ORDER BY a.tenant_id, a.starts_at, a.doctor_id, a.attempt),
        a.slot_id,
-       a.patient_first_id + floor(pg_temp.seed_u(:seed, a.slot_id || ':' || a.attempt || ':patient')
-                                  * a.patient_count)::integer,
+       a.patient_first_id + ((a.offset_in_hour + a.k * a.stride) % a.patient_count)::integer,
        a.doctor_id, a.department_id, a.day, a.starts_at, a.ends_at, a.status,
        CASE WHEN pg_temp.seed_u(:seed, a.slot_id || ':' || a.attempt || ':has-reason') >= 0.2
             THEN (CAST(:reasons AS text[]))[1 + floor(pg_temp.seed_u(:seed, a.slot_id || ':' || a.attempt || ':reason')
@@ -248,7 +262,7 @@ SELECT a.tenant_id,
        CASE WHEN a.status = 'cancelled'
             THEN (CAST(:cancel_reasons AS text[]))[1 + floor(pg_temp.seed_u(:seed, a.slot_id || ':cancel-reason')
                                                              * cardinality(CAST(:cancel_reasons AS text[])))::integer] END
-FROM all_tries a
+FROM in_hour a
 """
 
 # DROP and re-CREATE statements for the secondary indexes and the foreign-key and
@@ -278,7 +292,7 @@ def seed(
 
     Raises SeedRefused when tenants exist, unless `force`, which truncates the data first.
     The connection must be in autocommit mode (no open transaction); it needs no statement
-    timeout or socket timeout shorter than the load (about 1.5 minutes for 'large').
+    timeout or socket timeout shorter than the load (about 2.5 minutes for 'large').
     """
     if size not in PLANS:
         raise ValueError(f"size must be one of {sorted(PLANS)}, not {size!r}")

@@ -1,0 +1,65 @@
+"""What a write command answers and what it touched; PostgreSQL's constraint violations
+that decide a booking race, as the 409 answers they mean."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Optional
+
+import orjson
+from pg8000.exceptions import DatabaseError
+
+from chalicelib.db.connection import sqlstate
+
+
+@dataclass(frozen=True)
+class Touched:
+    """What a committed write changed, for invalidation: the tenant, the (doctor, local day)
+    pairs whose free slots changed and the local days whose appointment lists changed."""
+
+    tenant: int
+    slot_days: tuple[tuple[int, dt.date], ...]
+    list_days: tuple[dt.date, ...]
+
+    @classmethod
+    def slots(cls, tenant: int, *pairs: tuple[int, dt.date]) -> "Touched":
+        """A write that took or freed slots of these (doctor, day) pairs (and so changed
+        the appointment lists of their days)."""
+        return cls(tenant, tuple(dict.fromkeys(pairs)), tuple(dict.fromkeys(day for _, day in pairs)))
+
+    @classmethod
+    def lists(cls, tenant: int, day: dt.date) -> "Touched":
+        """A write that changed an appointment of `day` without freeing or taking a slot."""
+        return cls(tenant, (), (day,))
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """A command's answer (status and JSON body) and what it touched (None if nothing)."""
+
+    status: int
+    body: str
+    touched: Optional[Touched]
+
+
+def error_body(code: str, message: str) -> str:
+    """The API's error shape as JSON text."""
+    return orjson.dumps({"error": {"code": code, "message": message}}).decode()
+
+
+# Constraint (or unique index) name -> the 409 its violation answers.
+_CONFLICTS = {
+    "appointment_one_live_per_slot": ("slot_taken", "This slot is already booked."),
+    "appointment_no_doctor_overlap": ("slot_taken", "The doctor already has an appointment at this time."),
+    "appointment_no_patient_overlap": ("patient_busy", "The patient already has an appointment at this time."),
+}
+_VIOLATIONS = {"23505", "23P01"}  # unique_violation, exclusion_violation
+
+
+def conflict(exc: DatabaseError) -> Optional[WriteResult]:
+    """The 409 answer of a violation of one live appointment per slot, per doctor or per
+    patient at any instant; None for every other error (which the caller re-raises)."""
+    if sqlstate(exc) not in _VIOLATIONS or not isinstance(exc.args[0], dict):
+        return None
+    known = _CONFLICTS.get(exc.args[0].get("n", ""))
+    return WriteResult(409, error_body(*known), None) if known is not None else None
