@@ -31,7 +31,7 @@ PROFILES = {
     "full": dict(n=10000, n_l3=200, n_live=21, n_view=150, n_hit=20000, processes=4, duration=60.0, warmup=20.0,
                  redis_n=10000, http_threads=2, http_s=20.0, peer_mem=100000, peer_redis=10000, booking=1500),
 }
-SECTIONS = ("floors", "tiers", "peers", "redis", "booking", "http", "workload", "large")
+SECTIONS = ("floors", "tiers", "peers", "redis", "booking", "http", "workload", "large", "fleet")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,18 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     namespace = common.new_namespace()
     common.use_database(small, namespace)
     common.say(f"Redis namespace {namespace}")
-    from chalicelib.booking import queries
 
-    today = queries.tenant_today(1)
+    day = common.next_day_with_free_slots(1)
+    common.say(f"slots and lists read for {day}, the first day after today with free slots")
     try:
-        tiers = section("tiers", lambda: __import__("bench.tiers", fromlist=["x"]).measure(namespace, today, p["n"], p["n_l3"]))
+        tiers = section("tiers", lambda: __import__("bench.tiers", fromlist=["x"]).measure(namespace, day, p["n"], p["n_l3"]))
         results["tiers"] = tiers
         slots_body = "x" * 2000
         sample_l2 = b"x" * 2000
         if tiers:
             import app as app_module
 
-            ev = common.api_event("GET", "/api/slots/available", {"clientId": "1", "date": (today + dt.timedelta(days=1)).isoformat()},
+            ev = common.api_event("GET", "/api/slots/available", {"clientId": "1", "date": day.isoformat()},
                                   common.token(1))
             slots_body = app_module.app(ev, common.LambdaContext())["body"]
             rc = common.redis_client()
@@ -112,12 +112,14 @@ def main(argv: list[str] | None = None) -> int:
 
         results["peers"] = section("peers", lambda: __import__("bench.peers", fromlist=["x"]).measure(
             namespace, slots_body, p["peer_mem"], p["peer_redis"], ours=l1_lookup_callable(),
-            ours_l2=l2_lookup_case(today)))
+            ours_l2=l2_lookup_case(day)))
         results["redis_health"] = section("redis", lambda: __import__("bench.redis_health", fromlist=["x"]).measure(
             namespace, p["redis_n"], sample_l2))
         results["booking"] = section("booking", lambda: __import__("bench.booking", fromlist=["x"]).measure(small, p["booking"]))
         results["http"] = section("http", lambda: __import__("bench.http", fromlist=["x"]).measure(
             small, namespace, p["http_threads"], p["http_s"]))
+        results["fleet"] = section("fleet", lambda: __import__("bench.fleet", fromlist=["x"]).measure(
+            p["n"], 3.0 if profile_name == "quick" else 10.0))
         results["workload"] = section("workload", lambda: __import__("bench.workload", fromlist=["x"]).run(
             small, namespace, p["processes"], p["duration"], p["warmup"]))
 

@@ -197,6 +197,22 @@ def markdown(r: dict[str, Any], verdicts: list[dict[str, Any]], png_name: str) -
                      f" COMMIT) p50 {_f(b['txn_only']['p50_us'])} = {b['txn_only']['p50_us'] / b['floor_insert_txn']['p50_us']:.2f}x"
                      f" the bare INSERT; the rest of the request (auth, validation, cache invalidation in Redis,"
                      f" response) {_f(b['booking']['p50_us'] - b['txn_only']['p50_us'])}.")
+    fl = r.get("fleet")
+    if fl:
+        rp, alone, full = fl["requests_per_publish"], fl["publish_no_pending"], fl["publish_with_pending"]
+        L += ["", "## Fleet statistics publish (`bench/fleet.py`)", "",
+              f"Every {fl['interval_s']:g} s a container publishes its snapshot to Redis at the end of a request"
+              f" (one pipelined round trip, {fl['payload_bytes']:,} B of JSON here). L1-hit requests through the handler,"
+              f" one thread, {rp['seconds']:.0f} s: {rp['requests']:,} requests, {rp['publishes']} publishes ="
+              f" **{rp['per_publish'] or 0:,.0f} requests per publish** ({rp['rps']:,.0f} req/s).", "",
+              "| what | p50 | p99 |", "|---|---|---|",
+              f"| publish, nothing pending | {_f(alone['p50_us'])} | {_f(alone['p99_us'])} |",
+              f"| publish, {full['pending_samples']:,} latency samples to fold first | {_f(full['p50_us'])} | {_f(full['p99_us'])} |",
+              f"| L1-hit request, publish never due | {_f(fl['l1_hit']['publish_never']['p50_us'])} | {_f(fl['l1_hit']['publish_never']['p99_us'])} |",
+              f"| L1-hit request, publish due at every request's end | {_f(fl['l1_hit']['publish_every_request']['p50_us'])} | {_f(fl['l1_hit']['publish_every_request']['p99_us'])} |",
+              f"| `RequestScope.exit()` when nothing is due (the only per-request cost) | {_f(fl['scope_exit_not_due']['p50_us'])} | - |",
+              "", f"Amortized: {fl['amortized_us_per_request'] or 0:.3f} us per request. The L1 lookup itself"
+                  " (`get_or_load`) only appends the latency to a deque; bucketing runs inside the publish."]
     if r.get("errors"):
         L += ["", "## Sections that failed to run", ""] + [f"- {k}: `{v}`" for k, v in r["errors"].items()]
     return "\n".join(L) + "\n"

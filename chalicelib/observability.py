@@ -1,23 +1,31 @@
 """Logging, metrics and tracing with Powertools: JSON logs with the request id and cold
-start, EMF metrics, X-Ray tracing (off outside Lambda).
+start, EMF metrics, X-Ray tracing (off unless a stage turns it on).
+
+Tracing is on only in Lambda and only when the stage sets `TRACING=1` next to `"xray":
+true` in .chalice/config.json (tools/chalice_stage.py and infra/package.sh keep the two
+together). Only then is the Powertools Tracer imported, and with it `aws_xray_sdk`, which
+the default package does not ship (requirements-xray.txt adds it for such a stage); the
+default cold start never pays for it.
 
 Instead of `ConvertToMiddleware(logger.inject_lambda_context)` (which rebuilds the event
 dict and a context model on every call: tens of microseconds) or any Chalice middleware (a
 handler layer per request), every API route's wrapper (`web.endpoint`) and every scheduled
 job (`log_scheduled`) opens a `request_scope`: it sets the request id and cold-start keys on
 the Powertools formatter directly and, at most once per METRICS_FLUSH_INTERVAL seconds,
-turns the cache statistics' deltas into EMF metrics.
+turns the cache statistics' deltas into EMF metrics; at most once per
+STATS_PUBLISH_INTERVAL seconds it publishes the container's statistics to Redis for the
+fleet view (chalicelib.cache.fleet).
 
 No log line written here carries request bodies, query strings or patient data: only ids of
 requests, job names, durations, counts and view names.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import threading
 import time
+import traceback
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from aws_lambda_powertools import Logger
@@ -27,8 +35,21 @@ from chalice import Chalice
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "hospital-booking"
 DEFAULT_NAMESPACE = "HospitalBooking"
 IN_LAMBDA = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")) and not os.environ.get("AWS_CHALICE_CLI_MODE")
-if not IN_LAMBDA:
-    # Tracing needs the X-Ray daemon; locally and in tests it is off unless asked for.
+_TRUE = ("1", "true", "yes", "on")
+
+
+def tracing_enabled(env: Optional[Mapping[str, str]] = None) -> bool:
+    """Is X-Ray tracing on? Only in Lambda, only with TRACING=1 (set by a stage that has
+    "xray": true), and never when POWERTOOLS_TRACE_DISABLED is true."""
+    env = os.environ if env is None else env
+    in_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME")) and not env.get("AWS_CHALICE_CLI_MODE")
+    return (in_lambda and env.get("TRACING", "").strip().lower() in _TRUE
+            and env.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() not in _TRUE)
+
+
+TRACING = tracing_enabled()
+if not TRACING:
+    # Anything that builds a Powertools Tracer anyway gets a disabled one.
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 logger = Logger(service=SERVICE)
@@ -36,7 +57,8 @@ _tracer: Any = None
 
 
 def tracer() -> Any:
-    """The Powertools Tracer (created on first use; disabled when not in Lambda)."""
+    """The Powertools Tracer, created on first use. It imports aws_xray_sdk, which only a
+    stage with X-Ray on ships: call it only when `TRACING` is true."""
     global _tracer
     if _tracer is None:
         from aws_lambda_powertools import Tracer
@@ -76,40 +98,64 @@ def _flush_interval() -> float:
         return 10.0
 
 
+def _current_cache() -> Any:
+    """This container's cache if one was built (never builds one just to report on it)."""
+    from chalicelib.cache import tiered
+
+    return tiered._cache
+
+
+LATENCY_POINTS = 50
+"""Values per latency metric and flush: the quantiles of the flush interval's histogram."""
+
+_COUNTS = {"L1Hits": ("l1", "hits"), "L1Misses": ("l1", "misses"), "L2Hits": ("l2", "hits"),
+           "L2Misses": ("l2", "misses"), "L2Errors": ("l2", "errors"), "DbLoads": ("db", "hits"),
+           "DbErrors": ("db", "errors")}
+_LATENCIES = {"L1LatencyUs": "l1", "L2LatencyUs": "l2", "DbLatencyUs": "db"}
+
+
 class CacheMetrics:
-    """Turns this container's cache statistics into EMF deltas: L1Hits, L2Hits, DbLoads,
-    StaleServed and LoaderMs (the latencies of the loads since the last flush, at most 100)."""
+    """Turns this container's cache statistics into EMF deltas since the previous flush:
+    L1Hits, L1Misses, L2Hits, L2Misses, L2Errors, DbLoads, DbErrors, StaleServed,
+    BreakerOpens (times the Redis breaker opened), and per tier the latency distribution of
+    the interval as L1LatencyUs / L2LatencyUs / DbLatencyUs (at most LATENCY_POINTS
+    quantile values each, so CloudWatch's p50/p99 follow the interval's histogram)."""
 
     def __init__(self) -> None:
-        self.last: dict[str, int] = {}
+        self.last: dict[str, Any] = {}
         self.stats_id = 0
         self.lock = threading.Lock()
 
     def flush(self) -> dict[str, Any]:
         """Emit the deltas since the previous flush; returns what was emitted."""
-        from chalicelib.cache import tiered
+        from chalicelib.cache import histogram
 
-        cache = tiered._cache  # never build a cache just to report on it
+        cache = _current_cache()
         if cache is None:
             return {}
         with self.lock:
             stats = cache.stats
-            if id(stats) != self.stats_id or stats.l1.hits < self.last.get("l1", 0):
+            if id(stats) != self.stats_id or stats.l1.hits < self.last.get("L1Hits", 0):
                 self.stats_id, self.last = id(stats), {}  # a new cache or reset statistics
-            db_total = stats.db.hits + stats.db.misses
-            now = {"l1": stats.l1.hits, "l2": stats.l2.hits, "db": stats.db.hits,
-                   "stale": stats.stale_served, "dbt": db_total}
+            now: dict[str, Any] = {name: getattr(getattr(stats, tier), field) for name, (tier, field)
+                                   in _COUNTS.items()}
+            now["StaleServed"] = stats.stale_served
+            now["BreakerOpens"] = cache.l2.breaker.opened_count if cache.l2 is not None else 0
             delta = {k: max(0, v - self.last.get(k, 0)) for k, v in now.items()}
+            points: dict[str, list[float]] = {}
+            for name, tier in _LATENCIES.items():
+                buckets = dict(getattr(stats, tier).fold())
+                before = self.last.get(name, {})
+                interval = {i: c - before.get(i, 0) for i, c in buckets.items() if c > before.get(i, 0)}
+                now[name] = buckets
+                if interval:
+                    points[name] = [round(v, 3) for v in histogram.quantile_points(interval, LATENCY_POINTS)]
             self.last = now
-            new_loads = min(delta["dbt"], 100, len(stats.db.latencies_us))
-            loader_ms = [round(us / 1000.0, 3) for us in
-                         itertools.islice(reversed(list(stats.db.latencies_us)), new_loads)]
-        values = {"L1Hits": (MetricUnit.Count, delta["l1"]), "L2Hits": (MetricUnit.Count, delta["l2"]),
-                  "DbLoads": (MetricUnit.Count, delta["db"]), "StaleServed": (MetricUnit.Count, delta["stale"])}
-        if not any(v for _, v in values.values()) and not loader_ms:
+        values: dict[str, tuple[str, Any]] = {name: (MetricUnit.Count, v) for name, v in delta.items()}
+        if not any(delta.values()) and not points:
             return {}
-        if loader_ms:
-            values["LoaderMs"] = (MetricUnit.Milliseconds, loader_ms)
+        for name, samples in points.items():
+            values[name] = (MetricUnit.Microseconds, samples)
         emit_metrics(values)
         return values
 
@@ -117,14 +163,27 @@ class CacheMetrics:
 cache_metrics = CacheMetrics()
 
 
+def _publish_interval() -> float:
+    from chalicelib.cache.fleet import publish_interval_s
+
+    return publish_interval_s()
+
+
 class RequestScope:
-    """Request id + cold start on every log line of an invocation; periodic metrics flush.
+    """Request id + cold start on every log line of an invocation; at its end, at most one
+    monotonic-clock comparison, and when due the periodic work: the metrics flush (every
+    METRICS_FLUSH_INTERVAL s) and the fleet statistics publish (every
+    STATS_PUBLISH_INTERVAL s, first at the end of the first invocation).
 
     `enter(context)` at the start of an invocation, `exit()` at its end (in a finally)."""
 
-    def __init__(self, flush_interval: Optional[float] = None) -> None:
+    def __init__(self, flush_interval: Optional[float] = None, publish_interval: Optional[float] = None) -> None:
         self.flush_interval = _flush_interval() if flush_interval is None else flush_interval
-        self.next_flush = time.monotonic() + self.flush_interval
+        self.publish_interval = _publish_interval() if publish_interval is None else publish_interval
+        now = time.monotonic()
+        self.next_flush = now + self.flush_interval
+        self.next_publish = now  # a new container shows up in the fleet at once
+        self.next_due = min(self.next_flush, self.next_publish)
         self.cold = True
         self.keys = logger.registered_formatter.log_format  # the dict append_keys updates
 
@@ -134,24 +193,48 @@ class RequestScope:
         keys["request_id"] = getattr(context, "aws_request_id", None)
         keys["cold_start"] = self.cold
 
-    def exit(self) -> None:
-        """Clear the request id; flush cache metrics when the interval has passed."""
+    def exit(self, api: bool = True) -> None:
+        """Clear the request id; flush metrics and (after an API request, `api`) publish
+        fleet statistics when due. Scheduled jobs pass api=False: a job's container (its
+        own Lambda function in AWS) serves no reads and is not part of the fleet."""
         keys = self.keys
         keys["request_id"] = None  # None keys are left out: no stale id on later lines
         if self.cold:
             self.cold = keys["cold_start"] = False
-        if time.monotonic() >= self.next_flush:
+        if time.monotonic() >= self.next_due:
+            self._periodic(api)
+
+    def _periodic(self, api: bool) -> None:
+        now = time.monotonic()
+        if now >= self.next_flush:
             self._maybe_flush()
+        if api and now >= self.next_publish:
+            self.next_publish = now + self.publish_interval
+            self._publish()
+        self.next_due = min(self.next_flush, self.next_publish)
 
     def _maybe_flush(self) -> None:
         now = time.monotonic()
         if now < self.next_flush:
             return
         self.next_flush = now + self.flush_interval
+        self.next_due = min(self.next_flush, self.next_publish)
         try:
             cache_metrics.flush()
         except Exception:  # noqa: BLE001 - metrics must never fail a request
             logger.warning("cache metrics flush failed")
+
+    def _publish(self) -> None:
+        from chalicelib.cache.fleet import publisher
+
+        cache = _current_cache()
+        if cache is None:
+            return
+        try:
+            publisher.publish(cache)  # Redis trouble is counted there, never raised
+        except Exception:  # noqa: BLE001 - statistics must never fail a request
+            publisher.errors += 1
+            logger.warning("fleet statistics publish failed")
 
 
 request_scope = RequestScope()
@@ -159,18 +242,30 @@ request_scope = RequestScope()
 
 def configure(app: Chalice) -> None:
     """Route chalicelib's standard loggers through the Powertools Logger (one JSON line
-    each; the app is built with configure_logs=False); in Lambda with tracing on, wrap
-    every handler in the Powertools tracer."""
+    each; the app is built with configure_logs=False); when tracing is on (`TRACING`),
+    wrap every handler in the Powertools tracer."""
     root = logging.getLogger("chalicelib")
     if not root.handlers:
         for handler in logger.handlers:
             root.addHandler(handler)
         root.setLevel(logger.log_level)
         root.propagate = False
-    if IN_LAMBDA and os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() not in ("1", "true"):
+    if TRACING:
         from chalice.app import ConvertToMiddleware
 
         app.register_middleware(ConvertToMiddleware(tracer().capture_lambda_handler), "all")
+
+
+def error_fields(exc: BaseException) -> dict[str, Any]:
+    """What may be logged of an unexpected error: its type, its SQLSTATE for a database
+    error, and the code locations it passed through. Never its message or arguments: for a
+    database error they can carry row values (a constraint's "Key (...)=(...)" detail),
+    elsewhere patient data."""
+    from chalicelib.db.connection import sqlstate
+
+    frames = "; ".join(f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} {frame.name}"
+                       for frame in traceback.extract_tb(exc.__traceback__))
+    return {"error_type": type(exc).__name__, "sqlstate": sqlstate(exc), "frames": frames}
 
 
 def log_scheduled(name: str, job: Callable[[], dict[str, Any]], context: Any = None) -> dict[str, Any]:
@@ -182,8 +277,8 @@ def log_scheduled(name: str, job: Callable[[], dict[str, Any]], context: Any = N
         logger.info("scheduled job done", extra={"job": name, "ms": round((time.perf_counter() - started) * 1000, 1),
                                                  "result": result})
         return result
-    except Exception:
-        logger.exception("scheduled job failed", extra={"job": name})
+    except Exception as exc:
+        logger.error("scheduled job failed", extra={"job": name, **error_fields(exc)})
         raise
     finally:
-        request_scope.exit()
+        request_scope.exit(api=False)

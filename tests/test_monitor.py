@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import json
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ from typing import Callable, Iterator, Optional
 
 import pytest
 
-from tests.helpers_servers import ApiServer, free_port
+from tests.helpers_servers import ApiServer, TcpProxy, free_port
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = PROJECT_DIR / "test-output"
@@ -40,7 +41,8 @@ def test_page_needs_no_token_and_references_no_external_url(client, app_env):
     html = response.body.decode("utf-8")
     assert "<title>Cache monitor" in html
     for testid in ("state-banner", "token-input", "overall-hit-rate", "chart", "db-loads-per-min",
-                   "views-table", "breaker-state", "redis-memory", "l1-entries", "l1-bytes", "stale-served"):
+                   "views-table", "breaker-state", "redis-memory", "l1-entries", "l1-bytes", "stale-served",
+                   "fleet-containers", "container-id", "c-overall-hit-rate", "c-l1-hit-rate", "db-state"):
         assert f'id="{testid}"' in html, testid
     # Nothing is loaded from anywhere: no URL except the SVG namespace name, no src/href attributes.
     urls = set(re.findall(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}[^\s'\"<>)]*", html, flags=re.I))
@@ -82,10 +84,16 @@ def test_stats_refuse_staff_and_anonymous_but_serve_admin(client, app_env):
     ok = client.http.get("/api/cache/stats", headers=app_env.headers(role="admin"))
     assert ok.status_code == 200, ok.body
     doc = ok.json_body
-    for tier in ("l1", "l2", "db"):
-        assert {"hits", "misses", "hitRate", "p50Us", "p99Us", "errors"} <= set(doc[tier])
-    assert {"state", "breaker", "memoryUsedBytes"} <= set(doc["l2"])
-    assert {"entries", "bytes", "evictions"} <= set(doc["l1"])
+    assert {"fleet", "fleetSource", "fleetError", "container", "database", "views", "now"} <= set(doc)
+    assert doc["fleetSource"] == "redis" and doc["fleetError"] is None and doc["fleet"]["containers"] >= 1
+    for part in (doc["fleet"], doc["container"]):
+        for tier in ("l1", "l2", "db"):
+            assert {"hits", "misses", "hitRate", "p50Us", "p99Us", "errors"} <= set(part[tier])
+        assert {"entries", "bytes", "evictions"} <= set(part["l1"])
+        assert {"staleServed", "errors", "overall"} <= set(part)
+    assert {"state", "breaker", "memoryUsedBytes"} <= set(doc["container"]["l2"])
+    assert {"id", "tracking", "publish", "uptimeS"} <= set(doc["container"])
+    assert doc["database"] == {"state": "ok"}
 
 
 # --- in a browser ----------------------------------------------------------------------
@@ -122,13 +130,29 @@ def browser_available() -> None:
 
 
 @pytest.fixture(scope="module")
-def server(app_env, browser_available) -> Iterator[ApiServer]:
-    api = ApiServer(app_env.env).start()
+def servers(app_env, browser_available) -> Iterator[list[ApiServer]]:
+    """Two containers of one fleet (a namespace of their own, publishing every 0.5 s): the
+    page is served by the first, the second only serves traffic."""
+    import redis
+
+    env = {**app_env.env, "CACHE_NAMESPACE": f"{app_env.namespace}m", "STATS_PUBLISH_INTERVAL": "0.5"}
+    started = [ApiServer(env).start(), ApiServer(env).start()]
     try:
-        api.wait_healthy()
-        yield api
+        for api in started:
+            api.wait_healthy()
+        yield started
     finally:
-        api.stop()
+        for api in started:
+            api.stop()
+        client = redis.Redis.from_url(env["REDIS_URL"])
+        keys = list(client.scan_iter(match=f"{env['CACHE_NAMESPACE']}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+@pytest.fixture(scope="module")
+def server(servers) -> ApiServer:
+    return servers[0]
 
 
 @pytest.fixture()
@@ -196,7 +220,26 @@ def _save(d, tmp_path: Path, name: str) -> Path:  # type: ignore[no-untyped-def]
     return shot
 
 
-def test_monitor_live_in_browser(server, driver, app_env, tmp_path):
+def _stats_json(port: int, token: str) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/api/cache/stats", headers={"Authorization": f"Bearer {token}"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        return json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def _value(d, testid: str) -> str:  # type: ignore[no-untyped-def]
+    return d.find_element("id", testid).get_attribute("data-value") or ""
+
+
+def _classes(d, testid: str) -> set[str]:  # type: ignore[no-untyped-def]
+    return set((d.find_element("id", testid).get_attribute("class") or "").split())
+
+
+def test_monitor_live_in_browser(servers, server, driver, app_env, tmp_path):
     d = driver
     base = f"http://127.0.0.1:{server.port}"
     admin = app_env.token(role="admin")
@@ -249,6 +292,29 @@ def test_monitor_live_in_browser(server, driver, app_env, tmp_path):
     assert re.fullmatch(r"\d+ s ago", cells[1].text) and re.fullmatch(r"[\d.]+ ms", cells[2].text)
     assert re.fullmatch(r"[\d,]+", cells[3].text) and cells[4].text
 
+    # The fleet: the second container's traffic is in the fleet's figures, not in this one's.
+    other = servers[1]
+    _traffic(other.port, admin, rounds=25)
+
+    def fleet_shown() -> bool:
+        mine, theirs = _stats_json(server.port, admin)["container"], _stats_json(other.port, admin)["container"]
+        return (_value(d, "fleet-containers") == "2"
+                and _value(d, "overall-requests") == str(mine["overall"]["requests"] + theirs["overall"]["requests"])
+                and _value(d, "c-overall-requests") == str(mine["overall"]["requests"])
+                and _value(d, "l1-entries") == str(mine["l1"]["entries"] + theirs["l1"]["entries"])
+                and _value(d, "container-id") == mine["id"])
+
+    _wait(fleet_shown, what="the fleet of two containers and this container beside it")
+    assert "2 containers" in d.find_element("id", "fleet-containers").text
+    assert {t.text for t in d.find_elements("css selector", "[data-scope-tag]")} == {"fleet"}
+    mine, theirs = _stats_json(server.port, admin)["container"], _stats_json(other.port, admin)["container"]
+    hits, lookups = (sum(c["l1"][k] for c in (mine, theirs)) for k in ("hits", "misses"))
+    assert float(_value(d, "l1-hit-rate")) == round(hits / (hits + lookups), 4)  # summed, not averaged
+    assert float(_value(d, "c-l1-hit-rate")) == mine["l1"]["hitRate"]
+    assert re.fullmatch(r"[\d.]+ (µs|ms|s)", d.find_element("id", "c-db-p99").text)
+    assert _state(d) == "ok" and "good" in _classes(d, "l2-state") and "good" in _classes(d, "breaker-state")
+    assert d.find_element("id", "db-state").text == "ok"
+
     assert _csp_violations(d) == []
     _save(d, tmp_path, "monitor.png")
 
@@ -283,8 +349,12 @@ def test_monitor_staff_token_is_refused(server, driver, app_env, tmp_path):
     _save(d, tmp_path, "monitor-refused.png")
 
 
+REDIS_CARDS = ("l2-state", "breaker-state", "fleet-containers")
+
+
 def test_monitor_shows_redis_down_and_api_unreachable(app_env, driver, tmp_path):
-    """A server whose Redis URL points at a closed port, then stopped altogether."""
+    """A server whose Redis URL points at a closed port, then stopped altogether. In each
+    state the banner and the cards say the same."""
     env = {**app_env.env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
     api = ApiServer(env).start()
     try:
@@ -293,13 +363,59 @@ def test_monitor_shows_redis_down_and_api_unreachable(app_env, driver, tmp_path)
         d = driver
         d.get(f"http://127.0.0.1:{api.port}/monitor")
         _enter_token(d, admin)
+        _wait(lambda: _state(d) == "redis-down", what="the redis-down state")  # before any traffic, too
+        banner = d.find_element("id", "state-banner").text
+        assert "Redis down" in banner and "cannot reach Redis" in banner
         _traffic(api.port, admin, rounds=2)
-        _wait(lambda: _state(d) == "redis-down", what="the redis-down state")
-        assert "Redis down" in d.find_element("id", "state-banner").text
-        # either the L2 tier or its invalidation tracking reports the outage first
-        assert "down" in (d.find_element("id", "l2-state").text, d.find_element("id", "tracking-state").text)
+        _wait(lambda: _value(d, "overall-requests") not in ("", "0"), what="figures after traffic")
+        assert _state(d) == "redis-down"
+        assert d.find_element("id", "l2-state").text == "down" and "bad" in _classes(d, "l2-state")
+        assert d.find_element("id", "tracking-state").text == "down"
+        assert d.find_element("id", "breaker-state").text in ("closed", "open", "half_open")
+        assert not any("good" in _classes(d, card) for card in REDIS_CARDS), [
+            (card, _classes(d, card)) for card in REDIS_CARDS]
+        assert d.find_element("id", "fleet-containers").text == "unavailable"
+        assert "Redis" in d.find_element("id", "fleet-note").text
+        assert {t.text for t in d.find_elements("css selector", "[data-scope-tag]")} == {"this container"}
+        # with no fleet, the main figures are this container's own
+        assert _value(d, "overall-requests") == _value(d, "c-overall-requests")
+        assert d.find_element("id", "redis-memory").text == "—"
+        assert d.find_element("id", "db-state").text == "ok"
         _save(d, tmp_path, "monitor-redis-down.png")
     finally:
         api.stop()
     _wait(lambda: _state(d) == "unreachable", what="the unreachable state")
     assert "API unreachable" in d.find_element("id", "state-banner").text
+    for card in ("l2-state", "breaker-state", "db-state", "fleet-containers"):  # nothing is known now
+        assert d.find_element("id", card).text == "unknown" and not _classes(d, card) & {"good", "bad", "warn"}
+    assert "stale" in (d.find_element("tag name", "body").get_attribute("class") or "")
+
+
+def test_monitor_shows_database_down(app_env, driver, tmp_path):
+    """A server whose PostgreSQL connection goes through a proxy that is then cut."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    url = urlsplit(app_env.env["DATABASE_URL"])
+    proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 5432)
+    netloc = url.netloc.rsplit("@", 1)[0] + "@" if "@" in url.netloc else ""
+    env = {**app_env.env, "DATABASE_URL": urlunsplit(url._replace(netloc=f"{netloc}127.0.0.1:{proxy.port}"))}
+    api = ApiServer(env).start()
+    try:
+        api.wait_healthy()
+        admin = app_env.token(role="admin")
+        d = driver
+        d.get(f"http://127.0.0.1:{api.port}/monitor")
+        _enter_token(d, admin)
+        _wait(lambda: _state(d) == "ok", what="the ok state")
+        assert d.find_element("id", "db-state").text == "ok"
+        proxy.cut()
+        _wait(lambda: _state(d) == "db-down", what="the db-down state")
+        assert "Database down" in d.find_element("id", "state-banner").text
+        assert d.find_element("id", "db-state").text == "down" and "bad" in _classes(d, "db-state")
+        assert "Database down" in d.find_element("id", "views-body").text
+        assert d.find_element("id", "l2-state").text == "ok"  # Redis is fine: its card says so
+        assert _csp_violations(d) == []
+        _save(d, tmp_path, "monitor-db-down.png")
+    finally:
+        api.stop()
+        proxy.cut()

@@ -1,20 +1,36 @@
-"""Cache statistics per tier: hits, misses, latency percentiles; stale answers; errors."""
+"""Cache statistics per tier: hits, misses, errors and a latency histogram; stale answers.
+
+The read path only counts and appends the latency (microseconds) to `latencies_us`, a
+bounded deque (one C call). `fold()` moves those samples into the tier's histogram
+(chalicelib.cache.histogram), in bulk, when statistics are read, published or flushed.
+`CacheStats.snapshot()` is the mergeable form: plain counters and histogram buckets, the
+same for one container and for a sum of containers (chalicelib.cache.fleet).
+"""
 from __future__ import annotations
 
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping, Optional
+
+from chalicelib.cache import histogram
+
+PENDING_SAMPLES = 65536
+"""Latency samples kept between two folds (oldest dropped beyond; folds run every few s)."""
+
+COUNTERS = ("staleServed", "lockWaits", "invalidationsReceived", "l1Resets")
 
 
 @dataclass
 class TierStats:
-    """Counters and a window of recent latencies (microseconds) for one tier."""
+    """Counters, latencies not yet folded (microseconds) and the histogram of the folded ones."""
 
     hits: int = 0
     misses: int = 0
     errors: int = 0
-    latencies_us: deque = field(default_factory=lambda: deque(maxlen=2048))
+    latencies_us: deque = field(default_factory=lambda: deque(maxlen=PENDING_SAMPLES))
+    buckets: dict = field(default_factory=dict)
+    _fold_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, hit: bool, elapsed_s: float) -> None:
         """Count one lookup and remember its latency."""
@@ -24,17 +40,23 @@ class TierStats:
             self.misses += 1
         self.latencies_us.append(elapsed_s * 1e6)
 
+    def fold(self) -> dict[int, int]:
+        """Move pending samples into the histogram; returns the histogram (live dict).
+
+        The deque is swapped for a new one rather than drained, so a reader never waits on
+        the read path; a thread appending at that very instant may lose its one sample."""
+        with self._fold_lock:
+            pending, self.latencies_us = self.latencies_us, deque(maxlen=PENDING_SAMPLES)
+            if pending:
+                histogram.add(self.buckets, histogram.bucket_counts(pending))
+            return self.buckets
+
     def snapshot(self) -> dict[str, Any]:
-        """Counts, hit rate and p50/p99 of the recent window."""
-        lat = sorted(self.latencies_us)
-        total = self.hits + self.misses
-
-        def pct(q: float) -> float | None:
-            return round(lat[min(len(lat) - 1, int(q * len(lat)))], 1) if lat else None
-
-        return {"hits": self.hits, "misses": self.misses,
-                "hitRate": round(self.hits / total, 4) if total else None,
-                "p50Us": pct(0.50), "p99Us": pct(0.99), "errors": self.errors}
+        """Mergeable form: hits, misses, errors and the histogram (JSON-encoded buckets)."""
+        buckets = self.fold()
+        with self._fold_lock:
+            encoded = histogram.encode(buckets)
+        return {"hits": self.hits, "misses": self.misses, "errors": self.errors, "latency": encoded}
 
 
 class CacheStats:
@@ -54,3 +76,12 @@ class CacheStats:
         """Start counting again from zero."""
         with self._lock:
             self.__init__()  # type: ignore[misc]
+
+    def snapshot(self, l1_size: Optional[Mapping[str, int]] = None) -> dict[str, Any]:
+        """This container's figures in the mergeable form; `l1_size` adds the memory tier's
+        entries, bytes and evictions to `l1`."""
+        l1 = self.l1.snapshot()
+        l1.update(l1_size or {"entries": 0, "bytes": 0, "evictions": 0})
+        return {"l1": l1, "l2": self.l2.snapshot(), "db": self.db.snapshot(),
+                "staleServed": self.stale_served, "lockWaits": self.lock_waits,
+                "invalidationsReceived": self.invalidations_received, "l1Resets": self.l1_resets}

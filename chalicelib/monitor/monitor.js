@@ -1,5 +1,7 @@
 /* Cache monitor: polls GET /api/cache/stats every 2 s with the operator's admin token
-   (sessionStorage only) and draws the figures, an SVG hit-rate chart and the view table. */
+   (sessionStorage only) and draws the fleet's figures with this container's beside them,
+   an SVG hit-rate chart and the view table. The banner and every status card are set
+   together from one verdict per poll, so they cannot disagree. */
 (function () {
   'use strict';
 
@@ -35,6 +37,7 @@
   function pct(rate) { return (rate === null || rate === undefined) ? '—' : (rate * 100).toFixed(1) + ' %'; }
   function micros(us) {
     if (us === null || us === undefined) { return '—'; }
+    if (us < 10) { return us.toFixed(2) + ' µs'; }
     if (us < 1000) { return Math.round(us) + ' µs'; }
     if (us < 1e6) { return (us / 1000).toFixed(us < 1e4 ? 2 : 1) + ' ms'; }
     return (us / 1e6).toFixed(2) + ' s';
@@ -73,10 +76,21 @@
     'loading': 'Loading…',
     'ok': 'Live: refreshing every 2 s.',
     'refused': 'Token refused: the API answered %s. Paste a valid admin token (a staff or patient token cannot read cache statistics).',
-    'redis-down': 'Redis down: %s. Answers come from memory and the database; figures below are live.',
+    'redis-down': 'Redis down: %s. Answers come from memory and the database; the figures below are this container\'s own, live.',
+    'db-down': 'Database down: %s. Recent answers are served from the cache (stale where needed), others fail; figures below are live.',
     'unreachable': 'API unreachable: %s. Retrying every 2 s; figures below are from the last good refresh.',
-    'error': 'The API answered %s. Retrying every 2 s.'
+    'error': 'The API answered %s. Retrying every 2 s; figures below are from the last good refresh.'
   };
+  // every figure the page fills from a document
+  var FIGURES = ['overall-hit-rate', 'overall-requests', 'c-overall-hit-rate', 'c-overall-requests',
+    'stale-served', 'c-stale-served', 'l1-entries', 'l1-evictions', 'c-l1-entries', 'l1-bytes', 'c-l1-bytes',
+    'redis-memory', 'errors', 'c-errors', 'db-loads-per-min', 'container-id', 'container-uptime', 'container-published'];
+  ['l1', 'l2', 'db'].forEach(function (t) {
+    ['-hit-rate', '-p50', '-p99'].forEach(function (f) { FIGURES.push(t + f, 'c-' + t + f); });
+  });
+  // status cards: they say what the banner says
+  var STATUS = ['fleet-containers', 'l2-state', 'tracking-state', 'breaker-state', 'db-state'];
+
   function showState(state, detail) {
     var banner = $('state-banner');
     banner.setAttribute('data-state', state);
@@ -84,8 +98,24 @@
     var needsToken = state === 'no-token' || state === 'refused';
     $('token-form').hidden = !needsToken;
     $('token-clear').hidden = needsToken;
-    document.body.classList.toggle('locked', needsToken || state === 'unreachable');
+    document.body.classList.toggle('locked', needsToken || state === 'unreachable' || state === 'error');
+    document.body.classList.toggle('stale', state === 'unreachable' || state === 'error');
     document.body.setAttribute('data-state', state);
+    if (needsToken) {
+      // no data for this tab: nothing may look live
+      FIGURES.forEach(function (id) { setText(id, '—', null); });
+      setStatus('—', '');
+      lastDoc = null;
+    } else if (state === 'unreachable' || state === 'error') {
+      // the numbers stay (greyed, "last good refresh"); nothing is known about the services now
+      setStatus('unknown', 'the last poll failed');
+    }
+  }
+
+  function setStatus(text, note) {
+    STATUS.forEach(function (id) { setText(id, text, null); setClass(id, null); });
+    setText('breaker-note', note || 'this container\'s');
+    setText('fleet-note', note || 'containers that published in the last minute');
   }
 
   /* ---------- polling ---------- */
@@ -139,62 +169,121 @@
   }
 
   /* ---------- rendering ---------- */
+  function tierFigures(prefix, part) {
+    ['l1', 'l2', 'db'].forEach(function (name) {
+      var tier = part[name] || {};
+      setText(prefix + name + '-hit-rate', pct(tier.hitRate), tier.hitRate);
+      setText(prefix + name + '-p50', micros(tier.p50Us), tier.p50Us);
+      setText(prefix + name + '-p99', micros(tier.p99Us), tier.p99Us);
+    });
+  }
+
+  function errorsText(part) {
+    var errors = part.errors || {};
+    return count(errors.l2) + ' / ' + count(errors.db);
+  }
+
+  /* One verdict from the document: the banner state and the status cards together. */
+  function verdict(doc) {
+    var c = doc.container || {}, l2 = c.l2 || {};
+    var redisDown = l2.state === 'down' || c.tracking === 'down';
+    var dbDown = (doc.database || {}).state === 'down';
+    var why = [];
+    if (l2.state === 'down') { why.push('this container cannot reach Redis (breaker ' + (l2.breaker || '?') + ')'); }
+    if (c.tracking === 'down') { why.push('invalidation tracking down'); }
+    if (redisDown && !doc.fleet) { why.push('no fleet figures'); }
+    var state = dbDown ? 'db-down' : (redisDown ? 'redis-down' : 'ok');
+    var detail = dbDown ? 'this container cannot read PostgreSQL' + (redisDown ? '; Redis down too: ' + why.join('; ') : '')
+      : why.join('; ');
+    return { state: state, detail: detail, redisDown: redisDown, dbDown: dbDown };
+  }
+
   function render(doc) {
-    var l1 = doc.l1 || {}, l2 = doc.l2 || {}, db = doc.db || {}, overall = doc.overall || {};
+    var c = doc.container || {}, fleet = doc.fleet, l2 = c.l2 || {};
+    var primary = fleet || c;                     // the fleet, or this container when there is none
     var now = Date.now() / 1000;
     doc.clientAt = Date.now();
     lastDoc = doc;
 
-    var redisDown = l2.state === 'down' || doc.tracking === 'down';
-    if (redisDown) {
-      var parts = [];
-      if (l2.state === 'down') { parts.push('L2 unavailable, breaker ' + (l2.breaker || '?')); }
-      if (doc.tracking === 'down') { parts.push('invalidation tracking down'); }
-      showState('redis-down', parts.join('; '));
-    } else {
-      showState('ok');
-    }
-
-    setText('overall-hit-rate', pct(overall.hitRate), overall.hitRate);
-    setText('overall-requests', count(overall.requests));
-    [['l1', l1], ['l2', l2], ['db', db]].forEach(function (pair) {
-      var name = pair[0], tier = pair[1];
-      setText(name + '-hit-rate', pct(tier.hitRate), tier.hitRate);
-      setText(name + '-p50', micros(tier.p50Us), tier.p50Us);
-      setText(name + '-p99', micros(tier.p99Us), tier.p99Us);
+    var v = verdict(doc);
+    showState(v.state, v.detail);
+    document.body.setAttribute('data-scope', fleet ? 'fleet' : 'container');
+    Array.prototype.forEach.call(document.querySelectorAll('[data-scope-tag]'), function (el) {
+      el.textContent = fleet ? 'fleet' : 'this container';
     });
 
-    setText('stale-served', count(doc.staleServed), doc.staleServed);
-    setClass('stale-served', doc.staleServed > 0 ? 'warn' : null);
-    setText('l2-state', l2.state || '—', l2.state);
-    setClass('l2-state', l2.state === 'ok' ? 'good' : (l2.state === 'down' ? 'bad' : null));
-    setText('tracking-state', doc.tracking || '—', doc.tracking);
+    // scope: how many containers, or why there is no fleet
+    if (fleet) {
+      setText('fleet-containers', count(fleet.containers) + (fleet.containers === 1 ? ' container' : ' containers'), fleet.containers);
+      setClass('fleet-containers', 'good');
+      setText('fleet-note', 'published in the last ' + ((c.publish || {}).expiryS || 60) + ' s; figures summed, percentiles from summed buckets');
+    } else {
+      setText('fleet-containers', 'unavailable', null);
+      setClass('fleet-containers', 'warn');
+      setText('fleet-note', doc.fleetError || 'no fleet figures');
+    }
+    setText('container-id', c.id || '—', c.id);
+    setText('container-uptime', c.uptimeS === undefined ? '—' : ago(c.uptimeS).replace(' ago', ''), c.uptimeS);
+    var published = (c.publish || {}).lastPublishedS;
+    setText('container-published', published === null || published === undefined ? 'never' : ago(published), published);
+
+    var overall = primary.overall || {}, mine = c.overall || {};
+    setText('overall-hit-rate', pct(overall.hitRate), overall.hitRate);
+    setText('overall-requests', count(overall.requests), overall.requests);
+    setText('c-overall-hit-rate', pct(mine.hitRate), mine.hitRate);
+    setText('c-overall-requests', count(mine.requests), mine.requests);
+    tierFigures('', primary);
+    tierFigures('c-', c);
+
+    setText('stale-served', count(primary.staleServed), primary.staleServed);
+    setClass('stale-served', primary.staleServed > 0 ? 'warn' : null);
+    setText('c-stale-served', count(c.staleServed), c.staleServed);
+
+    // Redis, as this container sees it: "ok" only when neither the tier nor tracking is down
+    var redisText = l2.state === 'down' ? 'down' : (c.tracking === 'down' ? 'tracking down' : (l2.state || '—'));
+    setText('l2-state', redisText, l2.state);
+    setClass('l2-state', l2.state === 'down' ? 'bad' : (c.tracking === 'down' ? 'warn' : (l2.state === 'ok' ? 'good' : null)));
+    setText('tracking-state', c.tracking || '—', c.tracking);
+    setClass('tracking-state', c.tracking === 'down' ? 'bad' : null);
     setText('breaker-state', l2.breaker || '—', l2.breaker);
-    setClass('breaker-state', l2.breaker === 'closed' ? 'good' : (l2.breaker === 'open' ? 'bad' : (l2.breaker === 'half_open' || l2.breaker === 'half-open' ? 'warn' : null)));
+    var breakerClass = l2.breaker === 'open' ? 'bad' : (l2.breaker === 'half_open' ? 'warn'
+      : (l2.breaker === 'closed' ? (v.redisDown ? 'warn' : 'good') : null));
+    setClass('breaker-state', breakerClass);
+    setText('breaker-note', l2.breaker === 'closed' && v.redisDown
+      ? 'not open yet: it opens after repeated failures' : (l2.breaker === 'disabled' ? 'Redis is disabled' : 'this container\'s'));
+    var dbState = (doc.database || {}).state;
+    setText('db-state', dbState || '—', dbState);
+    setClass('db-state', dbState === 'down' ? 'bad' : (dbState === 'ok' ? 'good' : null));
+
+    var l1 = primary.l1 || {}, myL1 = c.l1 || {};
     setText('l1-entries', count(l1.entries), l1.entries);
     setText('l1-evictions', count(l1.evictions), l1.evictions);
+    setText('c-l1-entries', count(myL1.entries), myL1.entries);
     setText('l1-bytes', bytes(l1.bytes), l1.bytes);
+    setText('c-l1-bytes', bytes(myL1.bytes), myL1.bytes);
     setText('redis-memory', bytes(l2.memoryUsedBytes), l2.memoryUsedBytes);
-    var errors = doc.errors || { l2: l2.errors, db: db.errors };
-    setText('errors', count(errors.l2) + ' / ' + count(errors.db));
-    setClass('errors', (errors.l2 || errors.db) ? 'warn' : null);
+    setText('errors', errorsText(primary));
+    setClass('errors', ((primary.errors || {}).l2 || (primary.errors || {}).db) ? 'warn' : null);
+    setText('c-errors', errorsText(c));
 
-    addSample(now, l1, l2, db, overall);
+    addSample(now, primary, fleet ? 'fleet' : 'container:' + c.id);
     setText('db-loads-per-min', loadsPerMinute(now));
     drawChart();
-    renderViews(doc.views || [], doc.now || now);
+    renderViews(doc.views || [], doc.now || now, v.dbDown);
     setText('last-updated', 'updated ' + new Date().toLocaleTimeString());
   }
 
-  function addSample(now, l1, l2, db, overall) {
+  function addSample(now, part, scope) {
+    var l1 = part.l1 || {}, l2 = part.l2 || {}, db = part.db || {}, overall = part.overall || {};
     var req = (l1.hits || 0) + (l1.misses || 0);
     var hit = (l1.hits || 0) + (l2.hits || 0);
-    var sample = { t: now, overall: overall.hitRate, interval: null, dbHits: db.hits || 0, req: req, hit: hit, reset: false };
+    var sample = { t: now, overall: overall.hitRate, interval: null, dbHits: db.hits || 0, req: req, hit: hit,
+      reset: false, scope: scope };
     var prev = samples[samples.length - 1];
     if (prev) {
       var dReq = req - prev.req, dHit = hit - prev.hit;
-      if (dReq < 0 || dHit < 0 || sample.dbHits < prev.dbHits) {
-        sample.reset = true;                     // the counters restarted (new container)
+      if (prev.scope !== scope || dReq < 0 || dHit < 0 || sample.dbHits < prev.dbHits) {
+        sample.reset = true;                     // counters restarted, a container left, or the scope changed
       } else if (dReq > 0) {
         sample.interval = Math.max(0, Math.min(1, dHit / dReq));
       }
@@ -279,13 +368,14 @@
       ? String(samples[samples.length - 1].overall) : '');
   }
 
-  function renderViews(views, serverNow) {
+  function renderViews(views, serverNow, dbDown) {
     var body = $('views-body');
     while (body.firstChild) { body.removeChild(body.firstChild); }
     if (!views.length) {
       var row = document.createElement('tr');
       var cell = document.createElement('td');
-      cell.colSpan = 5; cell.className = 'empty'; cell.textContent = 'No refresh recorded yet.';
+      cell.colSpan = 5; cell.className = 'empty';
+      cell.textContent = dbDown ? 'Database down: view refreshes cannot be read.' : 'No refresh recorded yet.';
       row.appendChild(cell); body.appendChild(row);
       return;
     }
