@@ -5,11 +5,11 @@ PY := $(VENV)/bin/python
 ENV = eval "$$($(PY) tools/localenv.py)"
 PORT ?= 8000
 
-.PHONY: run test venv migrate seed package bench bench-quick clean
+.PHONY: run test stop localstack-test zip-check venv migrate seed package bench bench-quick clean
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-xray.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
@@ -28,13 +28,25 @@ run: venv
 test: venv
 	@$(ENV) && $(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The AWS-facing tests against real LocalStack (installed once into .local/localstack-venv).
+localstack-test: venv
+	tools/localstack_test.sh
+
+# Build the deployment zips (default and X-Ray stage) and run them as Lambda would.
+zip-check: venv
+	$(PY) tools/lambda_zip_check.py
+
+# Stop the embedded PostgreSQL and Redis that `make run` / `make test` started under .local/.
+stop:
+	@if [ -x $(PY) ]; then $(PY) tools/localenv.py --stop; else echo "nothing to stop (no .venv)"; fi
+
 migrate: venv
 	@$(ENV) && $(PY) -m chalicelib.cli migrate
 
 seed: venv
 	@$(ENV) && $(PY) -m chalicelib.cli seed --size $(or $(SIZE),small) $(SEED_ARGS)
 
-clean:
+clean: stop
 	rm -rf $(VENV) .local build
 
 package: venv

@@ -1,6 +1,7 @@
 """Shared plumbing for the benchmark: databases, environment, events, timing helpers."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import statistics
@@ -11,18 +12,17 @@ from typing import Any, Callable, Optional
 
 import pg8000.native
 
+from chalicelib.db.connection import connection_arguments
+from chalicelib.settings import DatabaseSettings, parse_database_url
 
 
-def _server_from_env() -> dict[str, Any]:
-    """Which PostgreSQL server to use: DATABASE_URL's (as `make` sets it), else 127.0.0.1:5432
-    as postgres. Only the server is taken; the bench makes its own databases there."""
-    from chalicelib.settings import parse_database_url
-
-    out: dict[str, Any] = {"user": "postgres", "host": "127.0.0.1", "port": 5432}
-    if os.environ.get("DATABASE_URL"):
-        parsed = parse_database_url(os.environ["DATABASE_URL"])
-        out.update({k: parsed[k] for k in ("user", "host", "port", "password") if k in parsed})
-    return out
+def _server_from_env() -> DatabaseSettings:
+    """Which PostgreSQL server to use: DATABASE_URL's (as `make` sets it; a TCP address or a
+    Unix socket directory), else 127.0.0.1:5432 as postgres. Only the server is taken; the
+    bench makes its own databases there."""
+    parsed = parse_database_url(os.environ["DATABASE_URL"]) if os.environ.get("DATABASE_URL") else {}
+    server = {k: parsed[k] for k in ("user", "host", "port", "password") if k in parsed}
+    return DatabaseSettings(**server)  # type: ignore[arg-type]
 
 
 PG = _server_from_env()
@@ -36,6 +36,22 @@ LARGE_MIN_APPOINTMENTS = 1_000_000
 T0 = time.monotonic()
 
 
+def next_day_with_free_slots(tenant: int = 1) -> dt.date:
+    """The first day after the tenant's local today that has free slots: the day whose slots
+    and appointments the benchmark reads. A fixed "tomorrow" is a Sunday on some weeks, when
+    the seed has no slots, and the payload (and every figure built on it) would shrink."""
+    from chalicelib.db import connection as db
+
+    day = db.scalar(
+        """SELECT min(s.day) FROM slot s JOIN tenant t ON t.id = s.tenant_id
+           WHERE s.tenant_id = :t AND s.day > (now() AT TIME ZONE t.time_zone)::date
+             AND NOT EXISTS (SELECT 1 FROM appointment a WHERE a.tenant_id = s.tenant_id
+                             AND a.slot_id = s.id AND a.status <> 'cancelled')""", t=tenant)
+    if day is None:
+        raise RuntimeError(f"tenant {tenant} has no free slot after today: seed the database again")
+    return day
+
+
 def say(message: str) -> None:
     """One progress line, with seconds since start."""
     print(f"[bench {time.monotonic() - T0:6.1f}s] {message}", flush=True)
@@ -43,14 +59,12 @@ def say(message: str) -> None:
 
 def connect(database: str, **extra: Any) -> pg8000.native.Connection:
     """A plain pg8000 connection without socket timeout (seeding takes minutes)."""
-    return pg8000.native.Connection(database=database, startup_params={"TimeZone": "UTC"}, **PG, **extra)
+    return pg8000.native.Connection(database=database, startup_params={"TimeZone": "UTC"},
+                                    **connection_arguments(PG), **extra)
 
 
 def database_url(database: str) -> str:
-    from chalicelib.settings import DatabaseSettings
-
-    return DatabaseSettings(host=PG["host"], port=PG["port"], user=PG["user"], password=PG.get("password"),
-                            database=database).url
+    return PG.with_database(database).url
 
 
 def _exists(name: str) -> bool:
@@ -151,14 +165,14 @@ def use_database(database: str, namespace: str) -> None:
 
 
 def reset_app_state() -> None:
-    """Forget settings, cache and this thread's DB connection (as tests/conftest.py does)."""
+    """Forget settings, cache and the process's DB connections (as tests/conftest.py does)."""
     from chalicelib.cache.tiered import reset_cache
-    from chalicelib.db.connection import drop_current
+    from chalicelib.db.connection import close_all
     from chalicelib.settings import reset_settings
 
     reset_settings()
     reset_cache()
-    drop_current()
+    close_all()
 
 
 def new_namespace() -> str:

@@ -1,9 +1,11 @@
 """`serve`: Chalice's local server, keep-alive safe, plus a scheduler for the schedules.
 
-Chalice's request handler writes headers and body in separate sends; with Nagle's
-algorithm on, a keep-alive client's delayed ACK then costs ~40 ms per request. The handler
-here disables Nagle and buffers each response, so it leaves in one send. `chalice local` runs no schedules, so a thread invokes the app's
-scheduled handlers with real EventBridge scheduled-event payloads.
+The request handler (chalicelib.local_handler) disables Nagle's algorithm and buffers each
+response, so it leaves in one send; it answers the server's own errors (unknown path,
+malformed request, over-long lines, unsupported methods) in the API's JSON error shape and
+logs each request without its query string. Each connection's thread sees its own
+current_request. `chalice local` runs no schedules, so a thread invokes the app's scheduled
+handlers with real EventBridge scheduled-event payloads.
 """
 from __future__ import annotations
 
@@ -19,18 +21,15 @@ import uuid
 from typing import Any, Callable, Mapping, Optional
 
 from chalice.app import Chalice
-from chalice.local import ChaliceRequestHandler, LocalDevServer
+from chalice.local import LocalChalice, LocalDevServer, ThreadedHTTPServer
+
+from chalicelib.local_handler import KeepAliveRequestHandler
+from chalicelib.observability import error_fields
 
 log = logging.getLogger(__name__)
 
-
-class KeepAliveRequestHandler(ChaliceRequestHandler):
-    """Chalice's handler with TCP_NODELAY on each connection and a buffered writer: the
-    status line, headers and body leave in one send (http.server flushes after every
-    request) instead of two, one syscall and one packet fewer per response."""
-
-    disable_nagle_algorithm = True
-    wbufsize = 1 << 16
+__all__ = ["KeepAliveRequestHandler", "LocalScheduler", "free_port", "scheduled_event", "serve",
+           "thread_local_requests", "wait_until_answering"]
 
 
 def scheduled_event(rule_name: str, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -68,8 +67,8 @@ class LocalScheduler(threading.Thread):
         function = getattr(importlib.import_module("app"), name)
         try:
             return function(scheduled_event(name), _LocalContext(name))
-        except Exception:  # noqa: BLE001 - keep the scheduler alive
-            log.exception("scheduled handler %s failed", name)
+        except Exception as exc:  # noqa: BLE001 - keep the scheduler alive
+            log.error("scheduled handler %s failed", name, extra=error_fields(exc))
             return None
 
 
@@ -84,6 +83,25 @@ class _LocalContext:
         return 60_000
 
 
+class BacklogHTTPServer(ThreadedHTTPServer):
+    """Chalice's threaded server with a listen backlog for bursts of new clients (the
+    socketserver default of 5 resets the sixth simultaneous connect) and daemon threads,
+    so an idle keep-alive client never holds the process at exit."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
+def thread_local_requests(app_obj: Chalice) -> Chalice:
+    """Give `app_obj` a current_request per thread, as `chalice local` does (its
+    create_local_server): Chalice keeps the request in one attribute of the app, and the
+    local server answers each connection in its own thread, so without this a view could
+    read another connection's request (its query and Authorization header). Returns it."""
+    if not isinstance(app_obj, LocalChalice):
+        app_obj.__class__ = type(f"ThreadLocal{type(app_obj).__name__}", (LocalChalice, type(app_obj)), {})
+    return app_obj
+
+
 def serve(host: str, port: int, stage: str = "dev", schedules: bool = True) -> None:
     """Serve the API like `chalice local` with Nagle disabled, plus the local scheduler."""
     from chalice.cli.factory import CLIFactory
@@ -93,8 +111,9 @@ def serve(host: str, port: int, stage: str = "dev", schedules: bool = True) -> N
     config = factory.create_config_obj(chalice_stage_name=stage)
     for key, value in config.environment_variables.items():
         os.environ.setdefault(key, value)
-    app_obj = factory.load_chalice_app()
-    server = LocalDevServer(app_obj, config, host, port, handler_cls=KeepAliveRequestHandler)
+    app_obj = thread_local_requests(factory.load_chalice_app())
+    server = LocalDevServer(app_obj, config, host, port, handler_cls=KeepAliveRequestHandler,
+                            server_cls=BacklogHTTPServer)
     if schedules:
         intervals = {
             "refresh_views": float(os.environ.get("LOCAL_REFRESH_INTERVAL", "60")),

@@ -14,9 +14,9 @@ from chalicelib.auth import Principal, principal_from_headers, require_role
 from chalicelib.booking import service
 from chalicelib.cache.tiered import TieredCache
 from chalicelib.db import connection as db
-from chalicelib.db.connection import DatabaseUnavailable, WriteOutcomeUnknown
+from chalicelib.db.connection import DatabaseUnavailable, PoolExhausted, WriteOutcomeUnknown
 from chalicelib.http import ApiError, error_response, json_response
-from chalicelib.observability import request_scope
+from chalicelib.observability import error_fields, request_scope
 from chalicelib.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,9 @@ def endpoint(handler: Callable[..., Response]) -> Callable[..., Response]:
             return handler(*args, **kwargs)
         except ApiError as exc:
             return exc.to_response()
+        except PoolExhausted:
+            return error_response(503, "unavailable", "Every database connection is busy; nothing was changed."
+                                  " Retry shortly.", headers={"Retry-After": "1"})
         except WriteOutcomeUnknown:
             return error_response(503, "unavailable", "The database connection broke while this change was being"
                                   " written, so it may or may not have been saved. Check before repeating it, or"
@@ -49,8 +52,8 @@ def endpoint(handler: Callable[..., Response]) -> Callable[..., Response]:
         except DatabaseUnavailable:
             return error_response(503, "unavailable", "The database is unavailable; nothing was changed. Retry shortly.",
                                   headers={"Retry-After": "5"})
-        except Exception:  # noqa: BLE001 - the boundary: log the type, answer generically
-            log.exception("unhandled error in %s", handler.__name__)
+        except Exception as exc:  # noqa: BLE001 - the boundary: log the type, answer generically
+            log.error("unhandled %s in %s", type(exc).__name__, handler.__name__, extra=error_fields(exc))
             return error_response(500, "internal_error", "Something went wrong on our side; it has been logged.")
         finally:
             request_scope.exit()
@@ -60,7 +63,8 @@ def endpoint(handler: Callable[..., Response]) -> Callable[..., Response]:
 
 def principal(headers: Any) -> Principal:
     """The verified caller of the current request."""
-    return principal_from_headers(headers, get_settings().auth_secret)
+    settings = get_settings()
+    return principal_from_headers(headers, settings.auth_secret, settings.auth_max_token_ttl_s)
 
 
 def _lower_case_headers(headers: CaseInsensitiveMapping) -> Mapping[str, str]:
@@ -92,7 +96,7 @@ class PlanMemo:
             self.plans, self.owner = {}, (settings, cache)
         plan = self.plans.get(memo_key)
         if plan is None or plan.expires_at <= time.time():
-            caller = principal_from_headers(request.headers, settings.auth_secret)
+            caller = principal_from_headers(request.headers, settings.auth_secret, settings.auth_max_token_ttl_s)
             plan = service.PLANNERS[route](caller, dict(request.query_params or {}))
             if len(self.plans) >= self.max_entries:
                 self.plans = {}
@@ -131,10 +135,18 @@ def health() -> Response:
 
 
 def cache_stats(caller: Principal) -> Response:
-    """GET /api/cache/stats (admin): this container's cache statistics."""
+    """GET /api/cache/stats (admin): the fleet's and this container's cache statistics, and
+    the last view refreshes (read here and passed in: the report reads no database)."""
     require_role(caller, "admin")
+    from chalicelib.cache import fleet
     from chalicelib.cache.report import stats_document
 
-    service.cache().begin_request()  # connects invalidation tracking if no read has yet
-
-    return json_response(stats_document())
+    current = service.cache()
+    current.begin_request()  # connects invalidation tracking if no read has yet
+    try:
+        views: Optional[list] = db.run("SELECT view_name, refreshed_at, duration_ms, keys_prewarmed, status"
+                                       " FROM view_refresh ORDER BY view_name")
+    except DatabaseUnavailable:
+        views = None
+    own = fleet.container_snapshot(current)
+    return json_response(stats_document(current, own, fleet.read(current, own), fleet.publisher, views))

@@ -7,16 +7,14 @@ import re
 
 import pytest
 
+from tests.data_finders import appointment_window, day_with_appointments, day_with_booked_and_free_slots, \
+    days_with_free_slots, new_patient
 from tests.helpers_servers import free_future_slots
 
 JSON = {"Content-Type": "application/json"}
 APPOINTMENT_FIELDS = {"id", "slotId", "patientId", "patientName", "doctorId", "doctorName", "departmentId",
                       "departmentName", "startsAt", "endsAt", "status", "reason"}
 _used_slots: set[int] = set()
-
-
-def _future(days: int) -> str:
-    return (dt.date.today() + dt.timedelta(days=days)).isoformat()
 
 
 def _rfc3339(value: str) -> dt.datetime:
@@ -36,11 +34,11 @@ def _assert_error(response, status: int, code: str | None = None) -> dict:
 
 
 def _take_slot(client, app_env, tenant: int = 1, **filters) -> dict:
-    """A free future slot no other test of this module has used."""
+    """A free slot on a day after the tenant's today that no other test of this module has used."""
     headers = app_env.headers(tenant, "staff")
     extra = "".join(f"&{k}={v}" for k, v in filters.items())
-    for offset in range(2, 21):
-        response = client.http.get(f"/api/slots/available?clientId={tenant}&date={_future(offset)}{extra}",
+    for day in days_with_free_slots(app_env.sql, tenant):
+        response = client.http.get(f"/api/slots/available?clientId={tenant}&date={day}{extra}",
                                    headers=headers)
         assert response.status_code == 200, response.body
         for slot in response.json_body["slots"]:
@@ -186,7 +184,8 @@ def test_patients_q_required(client, app_env):
 # --- slots -----------------------------------------------------------------------------
 
 def test_slots_free_only_in_start_order(client, app_env):
-    day = _future(5)
+    # A day after the tenant's today, so no slot of it starts between the two reads below.
+    day = day_with_booked_and_free_slots(app_env.sql, 1)
     response = client.http.get(f"/api/slots/available?clientId=1&date={day}", headers=app_env.headers(1, "patient", 1))
     assert response.status_code == 200, response.body
     body = response.json_body
@@ -215,7 +214,7 @@ def test_slots_date_required(client, app_env):
 
 def test_slots_filters(client, app_env):
     headers = app_env.headers(1, "staff")
-    day = _future(6)
+    day = days_with_free_slots(app_env.sql, 1)[0]
     every = client.http.get(f"/api/slots/available?clientId=1&date={day}", headers=headers).json_body["slots"]
     assert every
     department, doctor = every[0]["departmentId"], every[0]["doctorId"]
@@ -233,17 +232,18 @@ def test_slots_filters(client, app_env):
 
 def test_book_201_shape_and_slot_gone(client, app_env):
     slot = _take_slot(client, app_env)
-    response = _book(client, app_env, slot["slotId"], patient_id=1, reason="check-up")
+    patient = new_patient(app_env.sql)
+    response = _book(client, app_env, slot["slotId"], patient_id=patient, reason="check-up")
     assert response.status_code == 201, response.body
     appointment = response.json_body["appointment"]
     assert set(appointment) == APPOINTMENT_FIELDS
-    assert appointment["slotId"] == slot["slotId"] and appointment["patientId"] == 1
+    assert appointment["slotId"] == slot["slotId"] and appointment["patientId"] == patient
     assert appointment["status"] == "booked" and appointment["reason"] == "check-up"
     assert appointment["doctorId"] == slot["doctorId"] and appointment["departmentId"] == slot["departmentId"]
     assert _rfc3339(appointment["startsAt"]) == _rfc3339(slot["startsAt"])
     rows = app_env.sql("SELECT status, patient_id FROM appointment WHERE tenant_id = 1 AND id = :i",
                        i=appointment["id"])
-    assert rows == [["booked", 1]]
+    assert rows == [["booked", patient]]
     date = app_env.sql("SELECT day FROM slot WHERE tenant_id = 1 AND id = :s", s=slot["slotId"])[0][0]
     after = client.http.get(f"/api/slots/available?clientId=1&date={date}", headers=app_env.headers())
     assert slot["slotId"] not in [s["slotId"] for s in after.json_body["slots"]]
@@ -267,8 +267,8 @@ def test_book_unknown_patient_404(client, app_env):
 
 def test_book_taken_409(client, app_env):
     slot = _take_slot(client, app_env)
-    assert _book(client, app_env, slot["slotId"], patient_id=2).status_code == 201
-    _assert_error(_book(client, app_env, slot["slotId"], patient_id=3), 409, "slot_taken")
+    assert _book(client, app_env, slot["slotId"], patient_id=new_patient(app_env.sql)).status_code == 201
+    _assert_error(_book(client, app_env, slot["slotId"], patient_id=new_patient(app_env.sql)), 409, "slot_taken")
     live = app_env.sql("SELECT count(*) FROM appointment WHERE tenant_id = 1 AND slot_id = :s"
                        " AND status <> 'cancelled'", s=slot["slotId"])[0][0]
     assert live == 1
@@ -276,16 +276,17 @@ def test_book_taken_409(client, app_env):
 
 def test_patient_books_for_self_and_not_for_others(client, app_env):
     slot = _take_slot(client, app_env)
-    _assert_error(_book(client, app_env, slot["slotId"], patient_id=2, role="patient", token_patient=1),
+    patient = new_patient(app_env.sql)
+    _assert_error(_book(client, app_env, slot["slotId"], patient_id=2, role="patient", token_patient=patient),
                   403, "forbidden")
-    ok = _book(client, app_env, slot["slotId"], patient_id=1, role="patient", token_patient=1)
+    ok = _book(client, app_env, slot["slotId"], patient_id=patient, role="patient", token_patient=patient)
     assert ok.status_code == 201, ok.body
-    assert ok.json_body["appointment"]["patientId"] == 1
+    assert ok.json_body["appointment"]["patientId"] == patient
 
 
 def test_cancel_200_then_409_and_slot_free_again(client, app_env):
     slot = _take_slot(client, app_env)
-    booked = _book(client, app_env, slot["slotId"], patient_id=4)
+    booked = _book(client, app_env, slot["slotId"], patient_id=new_patient(app_env.sql))
     assert booked.status_code == 201, booked.body
     appointment_id = booked.json_body["appointment"]["id"]
     date = app_env.sql("SELECT day FROM slot WHERE tenant_id = 1 AND id = :s", s=slot["slotId"])[0][0]
@@ -302,7 +303,7 @@ def test_cancel_200_then_409_and_slot_free_again(client, app_env):
 
     _assert_error(_cancel(client, app_env, appointment_id), 409, "not_cancellable")
     assert slot["slotId"] in [s["slotId"] for s in client.http.get(url, headers=app_env.headers()).json_body["slots"]]
-    again = _book(client, app_env, slot["slotId"], patient_id=5)
+    again = _book(client, app_env, slot["slotId"], patient_id=new_patient(app_env.sql))
     assert again.status_code == 201, again.body
 
 
@@ -319,9 +320,9 @@ def test_cancel_finished_appointment_409(client, app_env, status):
     appointment_id = app_env.sql(
         """INSERT INTO appointment (tenant_id, slot_id, patient_id, doctor_id, department_id, day, starts_at,
                                     ends_at, status)
-           SELECT s.tenant_id, s.id, (SELECT min(id) FROM patient WHERE tenant_id = 1), s.doctor_id,
-                  s.department_id, s.day, s.starts_at, s.ends_at, :s
-           FROM slot s WHERE s.tenant_id = 1 AND s.id = :slot RETURNING id""", s=status, slot=slot_id)[0][0]
+           SELECT s.tenant_id, s.id, :p, s.doctor_id, s.department_id, s.day, s.starts_at, s.ends_at, :s
+           FROM slot s WHERE s.tenant_id = 1 AND s.id = :slot RETURNING id""",
+        p=new_patient(app_env.sql), s=status, slot=slot_id)[0][0]
     resp = _cancel(client, app_env, appointment_id)
     _assert_error(resp, 409, "not_cancellable")
     assert status.replace("_", " ") in resp.json_body["error"]["message"]
@@ -330,13 +331,15 @@ def test_cancel_finished_appointment_409(client, app_env, status):
 
 def test_patient_cancels_own_but_not_others(client, app_env):
     slot = _take_slot(client, app_env)
-    booked = _book(client, app_env, slot["slotId"], patient_id=6)
+    owner = new_patient(app_env.sql)
+    booked = _book(client, app_env, slot["slotId"], patient_id=owner)
+    assert booked.status_code == 201, booked.body
     appointment_id = booked.json_body["appointment"]["id"]
     # Another patient may not cancel it (not theirs: 404 per the service, or 403).
     other = _cancel(client, app_env, appointment_id, role="patient", token_patient=7)
     assert other.status_code in (403, 404), other.body
     _assert_error(other, other.status_code)
-    own = _cancel(client, app_env, appointment_id, role="patient", token_patient=6)
+    own = _cancel(client, app_env, appointment_id, role="patient", token_patient=owner)
     assert own.status_code == 200, own.body
     assert own.json_body["appointment"]["status"] == "cancelled"
 
@@ -373,7 +376,7 @@ def test_list_limit_bounds(client, app_env, limit, status):
 
 
 def test_list_cursor_walks_every_page_once(client, app_env):
-    start, end = _future(2), _future(4)
+    start, end = appointment_window(app_env.sql, 1, span_days=3, min_count=26)
     expected = [r[0] for r in app_env.sql(
         "SELECT id FROM appointment WHERE tenant_id = 1 AND day BETWEEN CAST(:a AS date) AND CAST(:b AS date)"
         " ORDER BY starts_at, id", a=start, b=end)]
@@ -408,8 +411,7 @@ def test_list_status_filter(client, app_env, status):
 
 
 def test_list_other_filters(client, app_env):
-    day = app_env.sql("SELECT day FROM appointment WHERE tenant_id = 1 AND day > CURRENT_DATE + 1"
-                      " GROUP BY day HAVING count(*) > 5 ORDER BY day LIMIT 1")[0][0].isoformat()
+    day = day_with_appointments(app_env.sql, 1, min_count=6)
     by_day = _list(client, app_env, f"&date={day}&limit=200").json_body["appointments"]
     assert by_day
     doctor, department = by_day[0]["doctorId"], by_day[0]["departmentId"]
@@ -421,15 +423,13 @@ def test_list_other_filters(client, app_env):
 
 def test_list_patient_sees_only_own(client, app_env):
     slot = _take_slot(client, app_env)
-    assert _book(client, app_env, slot["slotId"], patient_id=8).status_code == 201
-    response = _list(client, app_env, "&limit=200", role="patient", patient=8)
+    patient = new_patient(app_env.sql)
+    assert _book(client, app_env, slot["slotId"], patient_id=patient).status_code == 201
+    response = _list(client, app_env, "&limit=200", role="patient", patient=patient)
     assert response.status_code == 200, response.body
     appointments = response.json_body["appointments"]
-    assert appointments and all(a["patientId"] == 8 for a in appointments)
-    expected = app_env.sql("SELECT count(*) FROM appointment WHERE tenant_id = 1 AND patient_id = 8")[0][0]
-    if expected <= 200:
-        assert len(appointments) == expected
-    explicit = _list(client, app_env, "&patientId=8&limit=200", role="patient", patient=8)
+    assert [(a["patientId"], a["slotId"]) for a in appointments] == [(patient, slot["slotId"])]
+    explicit = _list(client, app_env, f"&patientId={patient}&limit=200", role="patient", patient=patient)
     assert explicit.status_code == 200
     assert explicit.json_body["appointments"] == appointments
 
@@ -474,10 +474,12 @@ def test_cache_stats_admin(client, app_env):
     response = client.http.get("/api/cache/stats", headers=app_env.headers(1, "admin"))
     assert response.status_code == 200, response.body
     body = response.json_body
-    for tier in ("l1", "l2", "db"):
-        assert {"hits", "misses", "hitRate", "p50Us", "p99Us"} <= set(body[tier]), body[tier]
-    assert {"entries", "bytes"} <= set(body["l1"])
-    assert "staleServed" in body and "errors" in body
+    assert body["fleetSource"] == "redis" and body["fleet"]["containers"] >= 1
+    for part in (body["fleet"], body["container"]):
+        for tier in ("l1", "l2", "db"):
+            assert {"hits", "misses", "hitRate", "p50Us", "p99Us"} <= set(part[tier]), part[tier]
+        assert {"entries", "bytes"} <= set(part["l1"])
+        assert "staleServed" in part and "errors" in part
 
 
 @pytest.mark.parametrize("role,patient", [("staff", None), ("patient", 1)])
