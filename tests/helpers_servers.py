@@ -120,6 +120,33 @@ class ApiServer:
             os.unlink(self.log_path)
 
 
+@contextlib.contextmanager
+def running_servers(env: dict[str, str], count: int) -> Iterator[list[ApiServer]]:
+    """`count` API server processes on `env`, healthy; all stopped afterwards."""
+    started: list[ApiServer] = []
+    try:
+        for _ in range(count):
+            started.append(ApiServer(env).start())
+        for server in started:
+            server.wait_healthy()
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+
+
+def database_proxy_env(env: dict[str, str]) -> tuple["TcpProxy", dict[str, str]]:
+    """A TcpProxy in front of `env`'s PostgreSQL (TCP or Unix socket) and `env` with its
+    DATABASE_URL pointing through the proxy: cutting the proxy makes the database unreachable."""
+    from dataclasses import replace
+
+    from chalicelib.settings import load_settings
+
+    db = load_settings(env).db
+    proxy = TcpProxy(db.host, db.port)
+    return proxy, {**env, "DATABASE_URL": replace(db, host="127.0.0.1", port=proxy.port).url}
+
+
 class KeepAlive:
     """One keep-alive HTTP/1.1 connection to a server; reconnects if the server closed it."""
 

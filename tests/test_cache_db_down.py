@@ -11,8 +11,7 @@ import redis
 from chalice.test import Client
 
 from chalicelib.cache.tiered import get_cache
-from chalicelib.settings import load_settings
-from tests.helpers_servers import PROJECT_DIR, TcpProxy, free_future_slots, patched_environ
+from tests.helpers_servers import PROJECT_DIR, database_proxy_env, free_future_slots, patched_environ
 
 SHORT_TTL = 0.2
 
@@ -36,10 +35,9 @@ def _snapshot(r: redis.Redis, namespace: str) -> dict[bytes, bytes]:
 def test_database_outage(app_env):
     import app as app_module
 
-    db = load_settings().db
-    proxy = TcpProxy(db.host, db.port)
-    url = f"postgresql://{db.user}@127.0.0.1:{proxy.port}/{app_env.db_name}"
-    env = {"DATABASE_URL": url, "CACHE_TTL_DEPARTMENTS": str(SHORT_TTL), "CACHE_TTL_DOCTORS": str(SHORT_TTL)}
+    proxy, proxied = database_proxy_env(app_env.env)
+    env = {"DATABASE_URL": proxied["DATABASE_URL"], "CACHE_TTL_DEPARTMENTS": str(SHORT_TTL),
+           "CACHE_TTL_DOCTORS": str(SHORT_TTL)}
     headers = app_env.headers(role="staff")
     slot, doctor, day = free_future_slots(app_env, limit=1)[0]
     r = redis.Redis.from_url(app_env.env["REDIS_URL"])

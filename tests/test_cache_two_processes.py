@@ -8,23 +8,15 @@ import json
 import pytest
 
 from tests.data_finders import new_patient
-from tests.helpers_servers import ApiServer, KeepAlive, free_future_slots
+from tests.helpers_servers import KeepAlive, free_future_slots, running_servers
 
 ROUNDS = 50
 
 
 @pytest.fixture(scope="module")
 def servers(app_env):
-    started = []
-    try:
-        for _ in range(2):
-            started.append(ApiServer(app_env.env).start())
-        for server in started:
-            server.wait_healthy()
+    with running_servers(app_env.env, 2) as started:
         yield started
-    finally:
-        for server in started:
-            server.stop()
 
 
 def _warm(conn: KeepAlive, path: str) -> str:

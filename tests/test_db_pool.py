@@ -4,10 +4,12 @@ connections give their place back, and a long-running `serve` keeps the number o
 backends at the bound however many short-lived clients come and go (issue 11)."""
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import threading
 import time
+from typing import Iterator
 
 import pytest
 
@@ -46,6 +48,27 @@ class BackendSampler(threading.Thread):
         return self.peak
 
 
+@contextlib.contextmanager
+def another_thread_holding_a_connection() -> Iterator[None]:
+    """While the block runs, another thread holds one pooled connection; it gives it back
+    when the block ends."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with db.borrowed():
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        yield
+    finally:
+        release.set()
+        holder.join(10)
+
+
 def test_threads_share_at_most_pool_size_connections(app_env):
     with patched_environ({**app_env.env, "DB_POOL_SIZE": "3"}):
         errors: list[BaseException] = []
@@ -76,24 +99,12 @@ def test_threads_share_at_most_pool_size_connections(app_env):
 
 def test_a_full_pool_waits_a_bounded_time_then_refuses(app_env):
     with patched_environ({**app_env.env, "DB_POOL_SIZE": "1", "DB_POOL_WAIT_MS": "200"}):
-        held = threading.Event()
-        release = threading.Event()
-
-        def hold() -> None:
-            with db.borrowed():
-                held.set()
-                release.wait(10)
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        assert held.wait(10)
-        started = time.monotonic()
-        with pytest.raises(db.PoolExhausted):
-            db.scalar("SELECT 1")
-        waited = time.monotonic() - started
+        with another_thread_holding_a_connection():
+            started = time.monotonic()
+            with pytest.raises(db.PoolExhausted):
+                db.scalar("SELECT 1")
+            waited = time.monotonic() - started
         assert 0.15 <= waited < 2.0, waited
-        release.set()
-        holder.join(10)
         assert db.scalar("SELECT 1") == 1  # the returned connection serves the next caller
 
 
@@ -112,22 +123,9 @@ def test_a_broken_connection_gives_its_place_back(app_env):
 
 def test_an_exhausted_pool_answers_503_json(client, app_env):
     with patched_environ({**app_env.env, "DB_POOL_SIZE": "1", "DB_POOL_WAIT_MS": "50"}):
-        held, release = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            with db.borrowed():
-                held.set()
-                release.wait(10)
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        try:
-            assert held.wait(10)
+        with another_thread_holding_a_connection():
             response = client.http.get("/api/appointments/list?clientId=1&limit=3&status=no_show",
                                        headers=app_env.headers(1, "staff"))
-        finally:
-            release.set()
-            holder.join(10)
         assert response.status_code == 503, response.body
         assert response.json_body["error"]["code"] == "unavailable"
         assert response.headers["Retry-After"]

@@ -21,7 +21,7 @@ import pytest
 
 from chalicelib.cache import histogram
 from chalicelib.cache.fleet import merge
-from tests.helpers_servers import ApiServer, KeepAlive, PrivateRedis
+from tests.helpers_servers import ApiServer, KeepAlive, PrivateRedis, running_servers
 
 PUBLISH_INTERVAL = 0.3
 EXPIRY = 2.5
@@ -106,16 +106,8 @@ def fleet_env(app_env) -> Iterator[dict[str, str]]:
 
 @pytest.fixture()
 def three_servers(fleet_env) -> Iterator[list[ApiServer]]:
-    started: list[ApiServer] = []
-    try:
-        for _ in range(3):
-            started.append(ApiServer(fleet_env).start())
-        for server in started:
-            server.wait_healthy()
+    with running_servers(fleet_env, 3) as started:
         yield started
-    finally:
-        for server in started:
-            server.stop()
 
 
 def _search_terms() -> Iterator[str]:

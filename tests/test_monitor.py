@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Optional
 
 import pytest
 
-from tests.helpers_servers import ApiServer, TcpProxy, free_port
+from tests.helpers_servers import ApiServer, database_proxy_env, free_port, running_servers
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = PROJECT_DIR / "test-output"
@@ -136,14 +136,10 @@ def servers(app_env, browser_available) -> Iterator[list[ApiServer]]:
     import redis
 
     env = {**app_env.env, "CACHE_NAMESPACE": f"{app_env.namespace}m", "STATS_PUBLISH_INTERVAL": "0.5"}
-    started = [ApiServer(env).start(), ApiServer(env).start()]
     try:
-        for api in started:
-            api.wait_healthy()
-        yield started
+        with running_servers(env, 2) as started:
+            yield started
     finally:
-        for api in started:
-            api.stop()
         client = redis.Redis.from_url(env["REDIS_URL"])
         keys = list(client.scan_iter(match=f"{env['CACHE_NAMESPACE']}:*", count=1000))
         if keys:
@@ -393,12 +389,7 @@ def test_monitor_shows_redis_down_and_api_unreachable(app_env, driver, tmp_path)
 
 def test_monitor_shows_database_down(app_env, driver, tmp_path):
     """A server whose PostgreSQL connection goes through a proxy that is then cut."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    url = urlsplit(app_env.env["DATABASE_URL"])
-    proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 5432)
-    netloc = url.netloc.rsplit("@", 1)[0] + "@" if "@" in url.netloc else ""
-    env = {**app_env.env, "DATABASE_URL": urlunsplit(url._replace(netloc=f"{netloc}127.0.0.1:{proxy.port}"))}
+    proxy, env = database_proxy_env(app_env.env)
     api = ApiServer(env).start()
     try:
         api.wait_healthy()
