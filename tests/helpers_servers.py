@@ -174,6 +174,17 @@ class KeepAlive:
                     raise
         raise AssertionError("unreachable")
 
+    def warm(self, path: str) -> str:
+        """GET `path` until L1 answers (at most 4 reads); returns the last X-Cache."""
+        source = ""
+        for _ in range(4):
+            status, headers, _ = self.request("GET", path)
+            assert status == 200
+            source = headers["x-cache"]
+            if source == "L1":
+                break
+        return source
+
     def get_json(self, path: str) -> tuple[int, dict[str, str], Any]:
         status, headers, data = self.request("GET", path)
         return status, headers, json.loads(data) if data else None

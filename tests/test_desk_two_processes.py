@@ -33,18 +33,6 @@ def pair(servers, app_env):
         b.close()
 
 
-def _warm(conn: KeepAlive, path: str) -> str:
-    """Read until L1 answers (at most 4 reads); returns the last X-Cache."""
-    source = ""
-    for _ in range(4):
-        status, headers, _ = conn.request("GET", path)
-        assert status == 200
-        source = headers["x-cache"]
-        if source == "L1":
-            break
-    return source
-
-
 def _paths(doctor: int, day: str) -> tuple[str, str, str]:
     """The reads of one (doctor, day): free slots of the day, of the doctor, the day's list."""
     return (f"/api/slots/available?clientId=1&date={day}",
@@ -99,8 +87,8 @@ def test_reschedules_on_one_process_are_seen_by_the_other(pair, app_env):
         assert status == 201, booked
         appointment = booked["appointment"]["id"]
         for path in _paths(old[1], old[2]) + _paths(new[1], new[2]):
-            _warm(a, path)
-            b_l1_before += _warm(b, path) == "L1"
+            a.warm(path)
+            b_l1_before += b.warm(path) == "L1"
 
         status, moved = _post(a, f"/api/appointments/{appointment}/reschedule", {"clientId": 1, "slotId": new[0]})
         assert status == 200, moved
@@ -125,8 +113,8 @@ def test_status_changes_on_one_process_are_seen_in_the_others_lists(pair, app_en
         lists = (_paths(doctor, day)[2], f"/api/appointments/list?clientId=1&date={day}&doctorId={doctor}&limit=200")
         for new_status in ("checked_in", "completed"):
             for path in lists:
-                _warm(a, path)
-                b_l1_before += _warm(b, path) == "L1"
+                a.warm(path)
+                b_l1_before += b.warm(path) == "L1"
             status, changed = _post(a, f"/api/appointments/{appointment}/status",
                                     {"clientId": 1, "status": new_status})
             assert status == 200, changed

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
@@ -348,6 +348,11 @@ def test_monitor_staff_token_is_refused(server, driver, app_env, tmp_path):
 REDIS_CARDS = ("l2-state", "breaker-state", "fleet-containers")
 
 
+def _open_monitor(d: Any, port: int, token: str) -> None:
+    d.get(f"http://127.0.0.1:{port}/monitor")
+    _enter_token(d, token)
+
+
 def test_monitor_shows_redis_down_and_api_unreachable(app_env, driver, tmp_path):
     """A server whose Redis URL points at a closed port, then stopped altogether. In each
     state the banner and the cards say the same."""
@@ -357,8 +362,7 @@ def test_monitor_shows_redis_down_and_api_unreachable(app_env, driver, tmp_path)
         api.wait_healthy()
         admin = app_env.token(role="admin")
         d = driver
-        d.get(f"http://127.0.0.1:{api.port}/monitor")
-        _enter_token(d, admin)
+        _open_monitor(d, api.port, admin)
         _wait(lambda: _state(d) == "redis-down", what="the redis-down state")  # before any traffic, too
         banner = d.find_element("id", "state-banner").text
         assert "Redis down" in banner and "cannot reach Redis" in banner
@@ -395,8 +399,7 @@ def test_monitor_shows_database_down(app_env, driver, tmp_path):
         api.wait_healthy()
         admin = app_env.token(role="admin")
         d = driver
-        d.get(f"http://127.0.0.1:{api.port}/monitor")
-        _enter_token(d, admin)
+        _open_monitor(d, api.port, admin)
         _wait(lambda: _state(d) == "ok", what="the ok state")
         assert d.find_element("id", "db-state").text == "ok"
         proxy.cut()
