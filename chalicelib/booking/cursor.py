@@ -57,6 +57,8 @@ def read(secret: str, tenant: int, text: str) -> Position:
         payload, mac = _unb64(encoded_payload), _unb64(encoded_mac)
     except ValueError:
         raise refused from None
+    if _b64(payload) != encoded_payload or _b64(mac) != encoded_mac:
+        raise refused  # only the canonical spelling: a last character's unused bits are not ignored
     if not hmac.compare_digest(mac, _mac(secret, tenant, payload)):
         raise refused
     micros, _, ident = payload.decode("ascii", "replace").partition("|")
