@@ -13,7 +13,7 @@ def measure(database: str, namespace: str, n_live: int, n_view: int, n_hit: int)
     import app as app_module
     from chalicelib.booking import queries
     from chalicelib.booking.models import AppointmentListQuery
-    from chalicelib.cache.tiered import get_cache
+    from chalicelib.booking.caching import get_cache
 
     common.use_database(database, namespace)
     tenant = 1

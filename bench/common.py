@@ -166,7 +166,7 @@ def use_database(database: str, namespace: str) -> None:
 
 def reset_app_state() -> None:
     """Forget settings, cache and the process's DB connections (as tests/conftest.py does)."""
-    from chalicelib.cache.tiered import reset_cache
+    from chalicelib.booking.caching import reset_cache
     from chalicelib.db.connection import close_all
     from chalicelib.settings import reset_settings
 

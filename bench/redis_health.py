@@ -35,7 +35,7 @@ def grade(result: dict[str, Any]) -> str:
 
 
 def measure(namespace: str, n: int, sample_body: bytes) -> dict[str, Any]:
-    from chalicelib.booking.service import cache
+    from chalicelib.booking.caching import get_cache as cache
     from chalicelib.cache.redis_tier import make_client
 
     current = cache()

@@ -37,7 +37,7 @@ class RouteBench:
 
     def __init__(self, route: dict[str, Any], namespace: str, tok: str) -> None:
         import app as app_module
-        from chalicelib.cache.tiered import get_cache
+        from chalicelib.booking.caching import get_cache
 
         self.route = route
         self.app = app_module.app
@@ -110,7 +110,7 @@ def l1_lookup_callable() -> Callable[[], Any]:
     """get_or_load on the departments key of tenant 1, L1-warm."""
     from chalicelib.booking import queries, service
 
-    current = service.cache()
+    current = service.get_cache()
     key = service.departments_key(1)
     policy = current.policy("departments")
 
@@ -129,7 +129,7 @@ def l2_lookup_case(day: dt.date) -> tuple[Callable[[], Any], Callable[[], None]]
     from chalicelib.booking import queries, service
     from chalicelib.booking.models import SlotsQuery
 
-    current = service.cache()
+    current = service.get_cache()
     key = service.slots_key(1, day)
     policy = current.policy("slots")
     query = SlotsQuery(clientId=1, date=day)
@@ -150,7 +150,7 @@ def l2_lookup_case(day: dt.date) -> tuple[Callable[[], Any], Callable[[], None]]
 
 def l1_lookup(n: int) -> dict[str, Any]:
     """get_or_load on an L1-hit key alone, and begin_request() (the drain) alone."""
-    from chalicelib.booking.service import cache
+    from chalicelib.booking.caching import get_cache as cache
 
     current = cache()
     lookup_call = l1_lookup_callable()

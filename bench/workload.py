@@ -294,7 +294,7 @@ def _worker(idx: int, env: dict[str, str], info: dict[str, Any], ns: str, warmup
     while time.monotonic() < end:
         step()
     elapsed = time.monotonic() - started
-    from chalicelib.cache.tiered import get_cache
+    from chalicelib.booking.caching import get_cache
 
     stats = get_cache().stats
     results.put({"idx": idx, "elapsed_s": elapsed, "sources": dict(state["sources"]), "routes": dict(state["routes"]),

@@ -32,6 +32,8 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from chalice import Chalice
 
+from chalicelib.powertools_seam import log_keys
+
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "hospital-booking"
 DEFAULT_NAMESPACE = "HospitalBooking"
 IN_LAMBDA = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")) and not os.environ.get("AWS_CHALICE_CLI_MODE")
@@ -100,9 +102,9 @@ def _flush_interval() -> float:
 
 def _current_cache() -> Any:
     """This container's cache if one was built (never builds one just to report on it)."""
-    from chalicelib.cache import tiered
+    from chalicelib.booking.caching import built_cache
 
-    return tiered._cache
+    return built_cache()
 
 
 LATENCY_POINTS = 50
@@ -185,7 +187,7 @@ class RequestScope:
         self.next_publish = now  # a new container shows up in the fleet at once
         self.next_due = min(self.next_flush, self.next_publish)
         self.cold = True
-        self.keys = logger.registered_formatter.log_format  # the dict append_keys updates
+        self.keys = log_keys(logger)
 
     def enter(self, context: Any) -> None:
         """Stamp log lines with this invocation's request id (and cold start)."""

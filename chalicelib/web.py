@@ -8,11 +8,14 @@ import time
 from typing import Any, Callable, Mapping, Optional
 
 from chalice import Chalice, Response
-from chalice.app import CaseInsensitiveMapping, Request
+from chalice.app import Request
 
 from chalicelib.auth import Principal, principal_from_headers, require_role
 from chalicelib.booking import service
+from chalicelib.booking.caching import get_cache
+from chalicelib.cache.errors import CacheUnavailable
 from chalicelib.cache.tiered import TieredCache
+from chalicelib.chalice_seam import lower_case_headers
 from chalicelib.db import connection as db
 from chalicelib.db.connection import DatabaseUnavailable, PoolExhausted, WriteOutcomeUnknown
 from chalicelib.http import ApiError, error_response, json_response
@@ -42,6 +45,8 @@ def endpoint(handler: Callable[..., Response]) -> Callable[..., Response]:
             return handler(*args, **kwargs)
         except ApiError as exc:
             return exc.to_response()
+        except CacheUnavailable as exc:
+            return error_response(503, "unavailable", str(exc), headers={"Retry-After": str(exc.retry_after_s)})
         except PoolExhausted:
             return error_response(503, "unavailable", "Every database connection is busy; nothing was changed."
                                   " Retry shortly.", headers={"Retry-After": "1"})
@@ -65,13 +70,6 @@ def principal(headers: Any) -> Principal:
     """The verified caller of the current request."""
     settings = get_settings()
     return principal_from_headers(headers, settings.auth_secret, settings.auth_max_token_ttl_s)
-
-
-def _lower_case_headers(headers: CaseInsensitiveMapping) -> Mapping[str, str]:
-    """The request headers, to be read by lower-case name. Chalice keeps them lower-cased in
-    `_dict`; Mapping.get on the mapping itself raises and catches a KeyError for every absent
-    header (about 0.8 us)."""
-    return getattr(headers, "_dict", headers)
 
 
 class PlanMemo:
@@ -111,9 +109,9 @@ def cached_read(route: str) -> Response:
     """A cached GET route: apply queued invalidations, then serve the current request's plan
     through the cache."""
     request = _app.current_request  # type: ignore[union-attr]
-    cache = service.cache()
+    cache = get_cache()
     cache.begin_request()
-    headers = _lower_case_headers(request.headers)
+    headers = lower_case_headers(request.headers)
     return service.read(cache, plans.get(route, request, headers, cache), headers.get("if-none-match"))
 
 
@@ -124,7 +122,7 @@ def health() -> Response:
         db_state = "ok"
     except DatabaseUnavailable:
         db_state = "down"
-    current = service.cache()
+    current = get_cache()
     if current.l2 is None:
         redis_state = "disabled"
     else:
@@ -141,7 +139,7 @@ def cache_stats(caller: Principal) -> Response:
     from chalicelib.cache import fleet
     from chalicelib.cache.report import stats_document
 
-    current = service.cache()
+    current = get_cache()
     current.begin_request()  # connects invalidation tracking if no read has yet
     try:
         views: Optional[list] = db.run("SELECT view_name, refreshed_at, duration_ms, keys_prewarmed, status"

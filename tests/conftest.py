@@ -70,7 +70,7 @@ def fresh_db() -> Iterator[str]:
 
 def reset_app_state() -> None:
     """Forget settings, cache and the process's DB connections (after env changes)."""
-    from chalicelib.cache.tiered import reset_cache
+    from chalicelib.booking.caching import reset_cache
     from chalicelib.db.connection import close_all
     from chalicelib.settings import reset_settings as _reset
 

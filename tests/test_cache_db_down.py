@@ -10,7 +10,7 @@ import time
 import redis
 from chalice.test import Client
 
-from chalicelib.cache.tiered import get_cache
+from chalicelib.booking.caching import get_cache
 from tests.helpers_servers import PROJECT_DIR, database_proxy_env, free_future_slots, patched_environ
 
 SHORT_TTL = 0.2
@@ -58,7 +58,7 @@ def test_database_outage(app_env):
             time.sleep(SHORT_TTL * 1.5)  # freshness expired; the stale copies remain
 
             proxy.cut()
-            l1_before = dict(cache.l1._data)
+            l1_before = cache.l1.snapshot()
             l2_before = _snapshot(r, app_env.namespace)
 
             for path in (dep_path, doctors_path):
@@ -96,8 +96,9 @@ def test_database_outage(app_env):
 
             # Nothing written by the failed loads: L1 holds the same entries (same objects),
             # L2 holds no new body and every existing key is unchanged.
-            assert cache.l1._data.keys() == l1_before.keys()
-            assert all(cache.l1._data[k] is v for k, v in l1_before.items())
+            l1_after = cache.l1.snapshot()
+            assert l1_after.keys() == l1_before.keys()
+            assert all(l1_after[k] is v for k, v in l1_before.items())
             l2_after = _snapshot(r, app_env.namespace)
             assert {k: v for k, v in l2_after.items() if k in l2_before} == l2_before
             assert not [k for k in l2_after if b":b:" in k and k not in l2_before], l2_after.keys()

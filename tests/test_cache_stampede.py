@@ -21,7 +21,7 @@ def _worker(env: dict, key_id: str, counter_key: str, barrier, results) -> None:
         from chalicelib.settings import get_settings
 
         settings = get_settings()
-        cache = TieredCache(settings)
+        cache = TieredCache(settings, source_errors=(db.DatabaseUnavailable,))
         counter = redis.Redis.from_url(env["REDIS_URL"])
         cache.begin_request()  # connect the tracking connection, as a request would
         assert cache.l2 is not None and cache.l2.ping()

@@ -13,7 +13,7 @@ from chalicelib.booking import queries
 from chalicelib.booking.models import SlotsQuery, parse
 from chalicelib.cache import keys as scopes
 from chalicelib.cache.entry import Entry
-from chalicelib.cache.tiered import get_cache
+from chalicelib.booking.caching import get_cache
 from tests.data_finders import new_patient
 from tests.helpers_servers import free_future_slots
 
@@ -169,10 +169,10 @@ def test_remembered_l1_verdict_is_dropped_when_another_container_writes(client, 
     sources = [client.http.get(url, headers=headers).headers["X-Cache"] for _ in range(4)]
     assert sources[-2:] == ["L1", "L1"], sources
     cache = get_cache()
-    epoch = cache.epoch
+    epoch = cache.coherence.epoch
     _redis(app_env).set(cache.keys.version(1, scopes.CATALOG), "bumped-by-another-container")
     after = client.http.get(url, headers=headers)
     assert after.status_code == 200
     assert after.headers["X-Cache"] in ("L2", "DB"), after.headers
-    assert cache.epoch > epoch
+    assert cache.coherence.epoch > epoch
     assert client.http.get(url, headers=headers).headers["X-Cache"] == "L1"

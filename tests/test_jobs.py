@@ -74,7 +74,7 @@ def test_refresh_through_scheduled_handler(client, app_env, capfd, log_lines):
 
 
 def test_prewarmed_keys_are_the_api_keys(client, app_env):
-    from chalicelib.cache.tiered import get_cache
+    from chalicelib.booking.caching import get_cache
 
     wait_clear_of_local_midnight(app_env.sql, margin_s=30)  # the job and the test agree on "today"
     assert _scheduled(client, "refresh_views")["status"] == "ok"

@@ -3,8 +3,6 @@ and invalidate. Reads return a ReadPlan (served through the cache by `read`), wr
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import threading
 import time
 from typing import Callable, Mapping, Optional
 
@@ -16,36 +14,18 @@ from chalicelib.booking.idempotency import IdempotencyKey
 from chalicelib.booking.models import (AppointmentListQuery, BookingBody, CancelBody, DoctorsQuery,
                                        PatientsQuery, RescheduleBody, SlotsQuery, StatusBody, TenantQuery,
                                        normalize_search, parse, parse_path_id)
+from chalicelib.booking.caching import get_cache
+from chalicelib.booking.invalidation import after_write
 from chalicelib.booking.outcome import WriteResult
 from chalicelib.cache import keys as scopes
-from chalicelib.cache.invalidation import after_write, replay_outbox
 from chalicelib.cache.keys import CacheKey
 from chalicelib.cache.policies import Policy
-from chalicelib.cache.tiered import CacheResult, TieredCache, get_cache
+from chalicelib.cache.tiered import CacheResult, TieredCache
 from chalicelib.http import ApiError, json_response
 from chalicelib.settings import get_settings
 
-log = logging.getLogger(__name__)
 STAFF = ("staff", "admin")
 _NO_TENANT = "No hospital with this clientId exists."
-_recovery_hooked = threading.Lock()
-
-
-def cache() -> TieredCache:
-    """This container's cache, with outbox replay hooked to Redis recovery."""
-    current = get_cache()
-    if current.l2 is not None and current.l2.on_recover is None:
-        with _recovery_hooked:
-            if current.l2.on_recover is None:
-                current.l2.on_recover = lambda: _replay_quietly(current)
-    return current
-
-
-def _replay_quietly(current: TieredCache) -> None:
-    try:
-        replay_outbox(current)
-    except Exception:  # noqa: BLE001 - replay is retried by the schedule
-        log.warning("outbox replay after Redis recovery failed; the schedule will retry")
 
 
 class ReadPlan:
@@ -184,7 +164,7 @@ PLANNERS: dict[str, Callable[[Principal, Mapping[str, str]], ReadPlan]] = {
 def _answer(result: WriteResult) -> Response:
     """Invalidate what a committed write touched, then answer with its status and body."""
     if result.touched is not None:
-        after_write(cache(), result.touched)
+        after_write(get_cache(), result.touched)
     return json_response(result.body, status=result.status)
 
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import orjson
 
 Versions = tuple[tuple[str, str], ...]
+
+
+def decode_versions(names: Sequence[str], raw: Sequence[Optional[bytes]]) -> Versions:
+    """(name, value) pairs from the values Redis returned for `names` ("" where missing)."""
+    return tuple((name, value.decode() if value else "") for name, value in zip(names, raw))
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,10 @@ class Entry:
         except (orjson.JSONDecodeError, ValueError, TypeError, UnicodeDecodeError):
             return None
         return cls(text, etag, created, fresh_until, stale_until, pairs, len(text) + 200)
+
+    def fresh_under(self, versions: Optional[Versions], now: float) -> bool:
+        """Servable as is: built under exactly `versions` and still fresh at `now`."""
+        return self.versions == versions and now < self.fresh_until
 
     def max_age(self, now: float) -> int:
         """Whole seconds of freshness left, for Cache-Control."""

@@ -87,6 +87,11 @@ class MemoryTier:
             self._data.clear()
             self._bytes = 0
 
+    def snapshot(self) -> dict[str, L1Record]:
+        """A copy of key -> record (tests compare records by identity)."""
+        with self._lock:
+            return dict(self._data)
+
     @property
     def entries(self) -> int:
         return len(self._data)

@@ -33,12 +33,17 @@ class TierStats:
     _fold_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, hit: bool, elapsed_s: float) -> None:
-        """Count one lookup and remember its latency."""
+        """Count one lookup and remember its latency (the L1 hit path inlines this)."""
         if hit:
             self.hits += 1
         else:
             self.misses += 1
         self.latencies_us.append(elapsed_s * 1e6)
+
+    def failure(self, elapsed_s: float) -> None:
+        """Count one lookup that failed (an error and a miss) and remember its latency."""
+        self.errors += 1
+        self.record(False, elapsed_s)
 
     def fold(self) -> dict[int, int]:
         """Move pending samples into the histogram; returns the histogram (live dict).

@@ -1,34 +1,39 @@
 """The orchestrator: `get_or_load(key, loader, policy)` over L1 (memory), L2 (Redis) and
-L3 (the loader, which queries PostgreSQL).
+L3 (the loader, which queries the source of truth).
 
-Policy lives here; the tiers only store. The rules:
-- An entry is served only while it is fresh (logical time) and built under the current
-  versions of every scope it depends on. L1 knows current versions without a round trip
-  while the tracking connection is healthy (see `tracking`); otherwise it asks L2, and with
-  Redis down it trusts booking-critical L1 copies only for a short maximum age.
-- On a miss one caller per key (Redis lock) loads; others serve a version-valid stale copy
-  or wait briefly for the winner's value, and load themselves if the holder vanished.
-- A loader that fails with the database unavailable leaves every tier untouched; a
-  version-valid copy younger than the maximum stale age is served as STALE, else 503.
+Policy lives here; the tiers only store. A read is a list of named steps:
+
+1. serve from L1          `_serve_from_l1`  (the hit path is inlined in `get_or_load`)
+2. ask L2                 `_ask_l2`         one MGET of versions and body; learns versions
+3. choose a fallback      `_choose_fallback` the newest copy built under current versions
+4. load under the lock    `_acquire`, `_load` one caller per key loads (Redis lock)
+5. store                  inside `_load`, before the lock is released
+6. fail safe              `_fail_safe`      a recent fallback as STALE, else CacheUnavailable
+
+What this container knows about versions is owned by `Coherence` (coherence.py). The
+loader signals "source unavailable" with one of the `source_errors` given at construction;
+the cache then raises its own `CacheUnavailable`, never an HTTP error.
 """
 from __future__ import annotations
 
-import threading
 import time
 from typing import Callable, Iterable, Optional
 
-from chalicelib.cache.entry import Entry, Versions
+from chalicelib.cache.coherence import Coherence
+from chalicelib.cache.entry import Entry, Versions, decode_versions
+from chalicelib.cache.errors import CacheUnavailable
 from chalicelib.cache.keys import CacheKey, KeySpace
-from chalicelib.cache.memory import MemoryTier
+from chalicelib.cache.memory import L1Record, MemoryTier
 from chalicelib.cache.policies import Policy, policies_from
 from chalicelib.cache.redis_tier import RedisTier, new_token
 from chalicelib.cache.stats import CacheStats
-from chalicelib.cache.tracking import DrainResult, InvalidationTracker
-from chalicelib.db.connection import DatabaseUnavailable
-from chalicelib.http import ApiError
+from chalicelib.cache.tracking import InvalidationTracker
+from chalicelib.cache.verdict import L1Verdict, l1_verdict
 from chalicelib.settings import Settings
 
-_OK, _OK_UNTRACKED, _UNKNOWN, _INVALID = 0, 1, 2, 3
+Loader = Callable[[], Optional[str]]
+SourceErrors = tuple[type[BaseException], ...]
+_SERVABLE = (L1Verdict.SERVE, L1Verdict.SERVE_UNTRACKED)
 
 
 class CacheResult:
@@ -44,11 +49,13 @@ class CacheResult:
 
 
 class TieredCache:
-    """One per container: L1, L2, tracking, local version knowledge and statistics."""
+    """One per container: L1, L2, the coherence state and statistics. A loader raising one
+    of `source_errors` means "source unavailable" (fail-safe applies)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, source_errors: SourceErrors = ()) -> None:
         self.settings = settings
         self.config = settings.cache
+        self.source_errors = source_errors
         self.keys = KeySpace(self.config.namespace)
         self.policies: dict[str, Policy] = policies_from(self.config)
         self.stats = CacheStats()
@@ -59,214 +66,158 @@ class TieredCache:
             self.l2 = RedisTier(settings.redis, self.stats.l2)
             self.tracker = InvalidationTracker(settings.redis, self.keys.version_prefix,
                                                self.config.tracking_idle_bound_s)
-        # Version values this container knows to be current (kept so by tracking pushes).
-        self.local_versions: dict[str, str] = {}
-        # Increases whenever a known version is forgotten or changed: an L1 verdict
-        # recorded under an older epoch must be checked again.
-        self.epoch = 0
-        self._versions_lock = threading.Lock()
-        self._drain_lock = threading.Lock()
-        self._drains = 0  # odd while a drain is being applied
+        self.coherence = Coherence(self.tracker, self.stats)
+        # Apply queued invalidations before anything is served from L1 (once per request).
+        self.begin_request: Callable[[], None] = self.coherence.begin_request
 
-    # -- per request -------------------------------------------------------------------
-    def begin_request(self) -> None:
-        """Apply queued invalidations before anything is served from L1."""
-        tracker = self.tracker
-        if tracker is None:
-            return
-        # Fast path: nothing queued and no drain in progress in another thread (a seqlock:
-        # the counter is odd while a drain runs, and changes if one starts meanwhile).
-        in_progress = self._drains
-        if not in_progress & 1 and tracker.quiet() and self._drains == in_progress:
-            return
-        with self._drain_lock:
-            self._drains += 1
-            try:
-                self._apply(tracker.drain())
-            finally:
-                self._drains += 1
-
-    def _apply(self, result: DrainResult) -> None:
-        if not result.keys and not result.reset:
-            return
-        self.epoch += 1
-        if result.reset:
-            if self.local_versions:
-                self.stats.l1_resets += 1
-            self.local_versions.clear()
-        for key in result.keys:
-            self.local_versions.pop(key, None)
-        self.stats.invalidations_received += len(result.keys)
-
-    # -- reads -------------------------------------------------------------------------
     def policy(self, resource: str) -> Policy:
         """The policy for a resource name."""
         return self.policies[resource]
 
-    def _l1_state(self, entry: Entry, stored_at: float, policy: Policy, now: float) -> int:
-        """Whether an L1 entry may be served: OK (every version known and current), OK_UNTRACKED
-        (some version unknown while Redis is down), UNKNOWN (ask L2) or INVALID. Ages count
-        from when this container stored (and so last verified) the entry."""
-        local = self.local_versions
-        unknown = False
-        for key, value in entry.versions:
-            known = local.get(key)
-            if known is None:
-                unknown = True
-            elif known != value:
-                return _INVALID
-        if now - stored_at > self.config.l1_max_age_s:
-            return _UNKNOWN
-        if unknown:
-            if self.l2 is not None and self.l2.available:
-                return _UNKNOWN
-            if policy.critical and now - stored_at > self.config.l1_max_age_untracked_s:
-                return _INVALID
-            return _OK_UNTRACKED
-        return _OK
-
-    def get_or_load(self, key: CacheKey, loader: Callable[[], Optional[str]],
-                    policy: Policy) -> Optional[CacheResult]:
+    # -- reads -------------------------------------------------------------------------
+    def get_or_load(self, key: CacheKey, loader: Loader, policy: Policy) -> Optional[CacheResult]:
         """The answer for `key`: from L1, L2, or `loader()` (None from the loader means
-        "no such thing": nothing is cached and None is returned)."""
+        "no such thing": nothing is cached and None is returned). Raises CacheUnavailable
+        when the source is unavailable and no recent copy may be served."""
         now = time.time()
-        epoch = self.epoch
+        epoch = self.coherence.epoch
         record = self.l1.get(key.body)
         if record is not None and record.checked_epoch == epoch and now < record.ok_until:
-            # Verified under this epoch (no version it depends on changed since) and fresh.
+            # Step 1, the hot path: verified under this epoch (no version it depends on
+            # changed since) and fresh. TierStats.record(True, elapsed), inlined.
             record.used = True
             elapsed = time.time() - now
             if elapsed < 0.0:  # the wall clock stepped back
                 elapsed = 0.0
-            l1 = self.stats.l1  # TierStats.record(True, elapsed), inlined on the hottest path
+            l1 = self.stats.l1
             l1.hits += 1
             l1.latencies_us.append(elapsed * 1e6)
             return CacheResult(record.entry, "L1", elapsed)
+        return self._read_through(key, loader, policy, record, now, epoch)
+
+    def _read_through(self, key: CacheKey, loader: Loader, policy: Policy, record: Optional[L1Record],
+                      now: float, epoch: int) -> Optional[CacheResult]:
+        """Steps 1 to 6 for a read the hot path could not answer."""
         started = time.perf_counter()
-        fallback: Optional[Entry] = None
-        stored_at = 0.0
-        if record is not None:
-            entry, stored_at = record.entry, record.stored_at
-            state = self._l1_state(entry, stored_at, policy, now)
-            if state <= _OK_UNTRACKED:
-                if now < entry.fresh_until:
-                    record.used = True
-                    if state == _OK:
-                        record.ok_until = min(entry.fresh_until, stored_at + self.config.l1_max_age_s)
-                        record.checked_epoch = epoch
-                    elapsed = time.perf_counter() - started
-                    self.stats.l1.record(True, elapsed)
-                    return CacheResult(entry, "L1", elapsed)
-                fallback = entry
-            elif state == _UNKNOWN and now < entry.stale_until:
-                fallback = entry  # only if L2 confirms its versions (checked below)
-        self.stats.l1.record(False, time.perf_counter() - started)
-
-        versions, from_l2 = self._current_versions_and_body(key)
-        if from_l2 is not None:
-            if from_l2.versions == versions and now < from_l2.fresh_until:
-                self.l1.set(key.body, from_l2)
-                return CacheResult(from_l2, "L2", time.perf_counter() - started)
-            if from_l2.versions == versions and (fallback is None or from_l2.created > fallback.created):
-                fallback = from_l2
-        if fallback is not None and versions is not None and fallback.versions != versions:
-            fallback = None
+        verdict = self._verdict(record, policy, now)
+        answer = self._serve_from_l1(record, verdict, now, epoch, started)
+        if answer is not None:
+            return answer
+        versions, from_l2 = self._ask_l2(key)
+        if from_l2 is not None and from_l2.fresh_under(versions, now):
+            return self._from_l2(key, from_l2, started)
+        fallback = self._choose_fallback(record, verdict, from_l2, versions, policy, now)
         if versions is None:  # Redis unavailable: stamp with what this container knows
-            versions = tuple((k, self.local_versions.get(k, "")) for k in key.versions)
-            if fallback is not None and self._l1_state(fallback, stored_at, policy, now) == _INVALID:
-                fallback = None
-        return self._load(key, loader, policy, versions, fallback, started)
+            versions = self.coherence.stamp(key.versions)
+        token, answer = self._acquire(key, fallback, started)
+        if answer is not None:
+            return answer
+        return self._load(key, loader, policy, versions, fallback, token, started)
 
-    def _current_versions_and_body(self, key: CacheKey) -> tuple[Optional[Versions], Optional[Entry]]:
-        """Current versions (None if Redis is unavailable) and the L2 entry, one MGET."""
+    def _verdict(self, record: Optional[L1Record], policy: Policy, now: float) -> Optional[L1Verdict]:
+        """The L1 verdict on `record` (None when there is no record)."""
+        if record is None:
+            return None
+        config = self.config
+        return l1_verdict(record.entry.versions, self.coherence.known, now - record.stored_at,
+                          self.l2 is not None and self.l2.available, policy.critical,
+                          config.l1_max_age_s, config.l1_max_age_untracked_s)
+
+    def _serve_from_l1(self, record: Optional[L1Record], verdict: Optional[L1Verdict], now: float,
+                       epoch: int, started: float) -> Optional[CacheResult]:
+        """Step 1: a servable, fresh L1 entry (its SERVE verdict remembered for this epoch);
+        otherwise count an L1 miss and return None."""
+        if record is not None and verdict in _SERVABLE and now < record.entry.fresh_until:
+            entry = record.entry
+            record.used = True
+            if verdict is L1Verdict.SERVE:
+                record.ok_until = min(entry.fresh_until, record.stored_at + self.config.l1_max_age_s)
+                record.checked_epoch = epoch
+            elapsed = time.perf_counter() - started
+            self.stats.l1.record(True, elapsed)
+            return CacheResult(entry, "L1", elapsed)
+        self.stats.l1.record(False, time.perf_counter() - started)
+        return None
+
+    def _ask_l2(self, key: CacheKey) -> tuple[Optional[Versions], Optional[Entry]]:
+        """Step 2: current versions (creating missing ones) and the L2 entry in one MGET,
+        and teach this container the versions; (None, None) when Redis is unavailable."""
         if self.l2 is None:
             return None, None
-        sequence = self.tracker.sequence if self.tracker else -1
+        generation = self.coherence.generation
         t0 = time.perf_counter()
-        reply = self.l2.fetch(key.versions, key.body)
-        if reply is None:
+        read = self._read_l2(key, create_missing=True)
+        if read is None:
             return None, None
-        raw_versions, raw_body = reply[:-1], reply[-1]
-        if None in raw_versions:
-            raw_versions = self.l2.init_versions(key.versions)
-            if raw_versions is None:
-                return None, None
-        versions = tuple(zip(key.versions, map(bytes.decode, raw_versions)))
-        tracker = self.tracker
-        if tracker is not None and tracker.healthy and tracker.sequence == sequence:
-            with self._versions_lock:
-                if tracker.sequence == sequence:
-                    local = self.local_versions
-                    for name, value in versions:
-                        if local.get(name, value) != value:
-                            self.epoch += 1  # L2 saw a bump before its push arrived here
-                            break
-                    local.update(versions)
-        entry = Entry.decode(raw_body) if raw_body else None
-        self.stats.l2.record(entry is not None and entry.versions == versions and time.time() < entry.fresh_until,
+        versions, entry = read
+        self.coherence.learn(generation, versions)
+        self.stats.l2.record(entry is not None and entry.fresh_under(versions, time.time()),
                              time.perf_counter() - t0)
         return versions, entry
 
-    def _load(self, key: CacheKey, loader: Callable[[], Optional[str]], policy: Policy,
-              versions: Versions, fallback: Optional[Entry], started: float) -> Optional[CacheResult]:
-        lock_token: Optional[str] = None
-        if self.l2 is not None and self.l2.available:
-            lock_token = self.l2.try_lock(key.lock, self.config.lock_ttl_ms)
-            if lock_token is None and self.l2.available:
-                if fallback is not None:
-                    return self._stale(fallback, started)
-                waited = self._wait_for_winner(key, versions)
-                if isinstance(waited, Entry):
-                    self.l1.set(key.body, waited)
-                    return CacheResult(waited, "L2", time.perf_counter() - started)
-                lock_token = waited
-            if lock_token is not None:
-                # The previous holder may have stored and released between our read and our
-                # lock: look once more before loading again.
-                stored = self._fresh_in_l2(key)
-                if stored is not None:
-                    self.l2.unlock(key.lock, lock_token)
-                    self.l1.set(key.body, stored)
-                    return CacheResult(stored, "L2", time.perf_counter() - started)
-        t0 = time.perf_counter()
-        entry: Optional[Entry] = None
-        try:
-            body = loader()
-            db_s = time.perf_counter() - t0
-            if body is not None:
-                entry = Entry.build(body, versions, policy.fresh_for(), policy.stale_s)
-                if self.l2 is not None:  # stored before the lock is released (finally)
-                    ttl_ms = int((entry.stale_until - entry.created) * 1000) + 1000
-                    self.l2.store(key.versions, [v for _, v in versions], key.body, entry.encode(), ttl_ms)
-        except DatabaseUnavailable:
-            self.stats.db.errors += 1
-            self.stats.db.record(False, time.perf_counter() - t0)
-            if fallback is not None and time.time() - fallback.created <= self.config.max_stale_age_s:
-                return self._stale(fallback, started)
-            raise ApiError(503, "The database is unavailable and no recent copy of this answer is cached.",
-                           code="unavailable", headers={"Retry-After": "5"}) from None
-        finally:
-            if lock_token is not None and self.l2 is not None:
-                self.l2.unlock(key.lock, lock_token)
-        self.stats.db.record(True, db_s)
-        if entry is None:
-            return None
-        self.l1.set(key.body, entry)
-        return CacheResult(entry, "DB", time.perf_counter() - started, db_s)
-
-    def _fresh_in_l2(self, key: CacheKey) -> Optional[Entry]:
-        """The L2 entry of `key` if it is fresh and built under the current versions."""
+    def _read_l2(self, key: CacheKey, create_missing: bool = False) -> Optional[tuple[Versions, Optional[Entry]]]:
+        """The current versions and the body entry of `key` from one MGET; None when Redis
+        is unavailable. Missing version keys read as "" unless `create_missing`."""
         assert self.l2 is not None
         reply = self.l2.fetch(key.versions, key.body)
-        if reply is None or reply[-1] is None:
+        if reply is None:
             return None
-        entry = Entry.decode(reply[-1])
-        current = tuple((k, v.decode() if v else "") for k, v in zip(key.versions, reply[:-1]))
-        if entry is not None and entry.versions == current and time.time() < entry.fresh_until:
-            return entry
-        return None
+        raw_versions, raw_body = reply[:-1], reply[-1]
+        if create_missing and None in raw_versions:
+            created = self.l2.init_versions(key.versions)
+            if created is None:
+                return None
+            raw_versions = list(created)
+        return decode_versions(key.versions, raw_versions), Entry.decode(raw_body) if raw_body else None
 
-    def _wait_for_winner(self, key: CacheKey, versions: Versions) -> Entry | str | None:
+    def _from_l2(self, key: CacheKey, entry: Entry, started: float) -> CacheResult:
+        """An L2 answer, copied into L1."""
+        self.l1.set(key.body, entry)
+        return CacheResult(entry, "L2", time.perf_counter() - started)
+
+    def _choose_fallback(self, record: Optional[L1Record], verdict: Optional[L1Verdict],
+                         from_l2: Optional[Entry], versions: Optional[Versions], policy: Policy,
+                         now: float) -> Optional[Entry]:
+        """Step 3: the copy that may be served stale if loading is not possible: the newest
+        one built under the current versions (with Redis unavailable: the L1 copy, unless
+        its verdict, taken again now, rejects it)."""
+        l1_copy: Optional[Entry] = None
+        if record is not None and (verdict in _SERVABLE
+                                   or (verdict is L1Verdict.ASK_L2 and now < record.entry.stale_until)):
+            l1_copy = record.entry
+        if versions is None:
+            if l1_copy is not None and self._verdict(record, policy, now) is L1Verdict.REJECT:
+                return None
+            return l1_copy
+        copies = [e for e in (l1_copy, from_l2) if e is not None and e.versions == versions]
+        return max(copies, key=lambda e: e.created, default=None)
+
+    def _acquire(self, key: CacheKey, fallback: Optional[Entry],
+                 started: float) -> tuple[Optional[str], Optional[CacheResult]]:
+        """Step 4a, the stampede lock: (our lock token, None) to load ourselves (no token when
+        Redis is unavailable or the wait ran out), or (None, an answer): the fallback as
+        STALE while another caller loads, or the value another caller stored."""
+        l2 = self.l2
+        if l2 is None or not l2.available:
+            return None, None
+        token = l2.try_lock(key.lock, self.config.lock_ttl_ms)
+        if token is None and l2.available:
+            if fallback is not None:
+                return None, self._stale(fallback, started)
+            waited = self._wait_for_winner(key)
+            if isinstance(waited, Entry):
+                return None, self._from_l2(key, waited, started)
+            token = waited
+        if token is not None:
+            # The previous holder may have stored and released between our read and our
+            # lock: look once more before loading again.
+            read = self._read_l2(key)
+            if read is not None and read[1] is not None and read[1].fresh_under(read[0], time.time()):
+                l2.unlock(key.lock, token)
+                return None, self._from_l2(key, read[1], started)
+        return token, None
+
+    def _wait_for_winner(self, key: CacheKey) -> Entry | str | None:
         """Poll L2 for the lock holder's value. Returns the entry, or our own lock token
         when the holder vanished without storing, or None after the wait bound."""
         assert self.l2 is not None
@@ -276,17 +227,52 @@ class TieredCache:
         while time.monotonic() < deadline:
             time.sleep(pause)
             pause = min(pause * 2, 0.02)
-            reply = self.l2.fetch(key.versions, key.body)
-            if reply is None:
+            read = self._read_l2(key)
+            if read is None:
                 return None
-            entry = Entry.decode(reply[-1]) if reply[-1] else None
-            current = tuple((k, v.decode() if v else "") for k, v in zip(key.versions, reply[:-1]))
-            if entry is not None and entry.versions == current and time.time() < entry.fresh_until:
-                return entry
+            if read[1] is not None and read[1].fresh_under(read[0], time.time()):
+                return read[1]
             token = self.l2.try_lock(key.lock, self.config.lock_ttl_ms)
             if token is not None:
                 return token
         return None
+
+    def _load(self, key: CacheKey, loader: Loader, policy: Policy, versions: Versions,
+              fallback: Optional[Entry], token: Optional[str], started: float) -> Optional[CacheResult]:
+        """Steps 4b and 5: run the loader, store the entry in L2 (before our lock is
+        released) and L1; step 6 when the source is unavailable."""
+        t0 = time.perf_counter()
+        entry: Optional[Entry] = None
+        try:
+            body = loader()
+            db_s = time.perf_counter() - t0
+            if body is not None:
+                entry = Entry.build(body, versions, policy.fresh_for(), policy.stale_s)
+                self._store_l2(key, entry)
+        except self.source_errors:
+            self.stats.db.failure(time.perf_counter() - t0)
+            return self._fail_safe(fallback, started)
+        finally:
+            if token is not None and self.l2 is not None:
+                self.l2.unlock(key.lock, token)
+        self.stats.db.record(True, db_s)
+        if entry is None:
+            return None
+        self.l1.set(key.body, entry)
+        return CacheResult(entry, "DB", time.perf_counter() - started, db_s)
+
+    def _store_l2(self, key: CacheKey, entry: Entry) -> bool:
+        """Store in L2 only if every version is still the one read before loading."""
+        if self.l2 is None:
+            return False
+        ttl_ms = int((entry.stale_until - entry.created) * 1000) + 1000
+        return self.l2.store(key.versions, [v for _, v in entry.versions], key.body, entry.encode(), ttl_ms)
+
+    def _fail_safe(self, fallback: Optional[Entry], started: float) -> CacheResult:
+        """Step 6: a fallback younger than the maximum stale age, as STALE; else raise."""
+        if fallback is not None and time.time() - fallback.created <= self.config.max_stale_age_s:
+            return self._stale(fallback, started)
+        raise CacheUnavailable("The database is unavailable and no recent copy of this answer is cached.")
 
     def _stale(self, entry: Entry, started: float) -> CacheResult:
         self.stats.stale_served += 1
@@ -302,11 +288,7 @@ class TieredCache:
         told = values is not None
         if values is None:
             values = {k: new_token() for k in version_keys}
-        with self._versions_lock:
-            self.local_versions.update(values)
-            self.epoch += 1
-            if self.tracker is not None:
-                self.tracker.sequence += 1
+        self.coherence.bumped(values)
         if not told and self.l2 is not None:
             # Redis is down: the tracker resets local versions on every request while it is
             # disconnected, so the bump above is forgotten at once; drop the L1 copies this
@@ -323,10 +305,9 @@ class TieredCache:
     def clear_l1(self) -> None:
         """Drop every L1 entry and every known version (tests, benchmarks)."""
         self.l1.clear()
-        self.local_versions.clear()
-        self.epoch += 1
+        self.coherence.forget_all()
 
-    def prewarm(self, key: CacheKey, loader: Callable[[], Optional[str]], policy: Policy) -> bool:
+    def prewarm(self, key: CacheKey, loader: Loader, policy: Policy) -> bool:
         """Load a body and store it in L2 under the versions read before loading, so a write
         racing the pre-warm makes the store a no-op instead of leaving old data behind."""
         if self.l2 is None:
@@ -334,37 +315,8 @@ class TieredCache:
         raw = self.l2.init_versions(key.versions)
         if raw is None:
             return False
-        versions = tuple((k, v.decode()) for k, v in zip(key.versions, raw))
         body = loader()
         if body is None:
             return False
-        entry = Entry.build(body, versions, policy.fresh_for(), policy.stale_s)
-        ttl_ms = int((entry.stale_until - entry.created) * 1000) + 1000
-        return self.l2.store(key.versions, [v for _, v in versions], key.body, entry.encode(), ttl_ms)
-
-
-_cache: Optional[TieredCache] = None
-_cache_lock = threading.Lock()
-
-
-def get_cache() -> TieredCache:
-    """This container's cache, built from settings on first use."""
-    global _cache
-    cache = _cache
-    if cache is None:
-        from chalicelib.settings import get_settings
-
-        with _cache_lock:
-            if _cache is None:
-                _cache = TieredCache(get_settings())
-            cache = _cache
-    return cache
-
-
-def reset_cache() -> None:
-    """Forget this container's cache (tests; after settings change)."""
-    global _cache
-    with _cache_lock:
-        if _cache is not None and _cache.tracker is not None:
-            _cache.tracker.close()
-        _cache = None
+        return self._store_l2(key, Entry.build(body, decode_versions(key.versions, raw), policy.fresh_for(),
+                                               policy.stale_s))

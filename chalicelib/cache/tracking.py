@@ -7,7 +7,8 @@ start of each request and reports the version keys that changed (one non-blockin
 when nothing is queued). While the connection is
 healthy, L1 may trust the version values it has seen; when it is lost, when it was idle
 longer than a bound, or when a keep-alive PING goes unanswered, `drain()` reports a reset
-and L1 must stop trusting what it knew.
+and L1 must stop trusting what it knew. What L1 knows is not kept here: `Coherence` applies
+each `DrainResult` (chalicelib/cache/coherence.py). `_lock` guards only the connection.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Optional
 from redis.connection import Connection, SSLConnection
 from redis.exceptions import RedisError
 
+from chalicelib.cache import redis_seam
 from chalicelib.cache.breaker import CircuitBreaker
 from chalicelib.settings import RedisSettings
 
@@ -54,10 +56,10 @@ class InvalidationTracker:
         self._ping_sent_at: Optional[float] = None
         self._last_ping = 0.0
         self._poller: Optional["select.poll"] = None
-        self.sequence = 0  # increases with every processed invalidation or reset
 
     @property
     def healthy(self) -> bool:
+        """Connected: pushes are being received."""
         return self._conn is not None
 
     def _on_push(self, message: list) -> None:
@@ -78,7 +80,7 @@ class InvalidationTracker:
                    socket_timeout=self.settings.read_timeout_s)
         try:
             conn.connect()
-            conn._parser.set_invalidation_push_handler(self._on_push)
+            redis_seam.set_push_handler(conn, self._on_push)
             conn.send_command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self.prefix)
             conn.read_response()
         except (RedisError, OSError):
@@ -87,10 +89,9 @@ class InvalidationTracker:
             return False
         self.breaker.success()
         self._conn = conn
-        # The socket itself, polled without blocking on the fast path. redis-py exposes no
-        # public handle; `_sock` is set by connect() above.
+        # The socket itself, polled without blocking on the fast path.
         self._poller = select.poll()
-        self._poller.register(conn._sock, select.POLLIN)
+        self._poller.register(redis_seam.socket_of(conn), select.POLLIN)
         self._ping_sent_at = None
         self._last_ping = time.monotonic()
         return True
@@ -109,13 +110,13 @@ class InvalidationTracker:
         bound, no keep-alive PING due or awaiting its PONG, no TLS bytes buffered, and the
         socket not readable (one poll() syscall, no lock). `drain()` always reads until
         redis-py's own buffer is empty, so the socket is the only place a push can wait.
-        Callers that race a concurrent drain must guard this themselves (TieredCache does)."""
+        Callers that race a concurrent drain must guard this themselves (Coherence does)."""
         now = time.monotonic()
         if (self._ping_sent_at is not None or now - self._last_ping > PING_EVERY_S or self._pending
                 or now - self._last_drain > self.idle_bound_s):
             return False
         conn, poller = self._conn, self._poller
-        sock = conn._sock if conn is not None else None
+        sock = redis_seam.socket_of(conn) if conn is not None else None
         if sock is None or poller is None:
             return False
         try:
@@ -136,7 +137,6 @@ class InvalidationTracker:
                 if not self._connect():
                     return DrainResult([], True) if self._last_drain else _NOTHING
                 self._last_drain = now
-                self.sequence += 1
                 return DrainResult([], True)
             reset = now - self._last_drain > self.idle_bound_s
             self._last_drain = now
@@ -155,12 +155,10 @@ class InvalidationTracker:
             except (RedisError, OSError, ConnectionError):
                 self._drop()
                 self._pending.clear()
-                self.sequence += 1
                 return DrainResult([], True)
             if not self._pending:
                 return DrainResult([], True) if reset else _NOTHING
             keys, self._pending = self._pending, []
-            self.sequence += 1
             if "" in keys:
                 return DrainResult([], True)
             return DrainResult(keys, reset)

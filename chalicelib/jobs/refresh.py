@@ -17,8 +17,8 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from chalicelib.cache import keys
-from chalicelib.cache.invalidation import replay_outbox
-from chalicelib.cache.tiered import get_cache
+from chalicelib.booking.invalidation import replay_outbox
+from chalicelib.booking.caching import get_cache
 from chalicelib.db import connection as db
 from chalicelib.jobs.prewarm import active_tenants, prewarm_all
 from chalicelib.observability import emit_metrics

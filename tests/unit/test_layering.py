@@ -1,0 +1,31 @@
+"""The cache package knows nothing of HTTP, the booking domain, the web layer or SQL."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+CACHE = Path(__file__).resolve().parents[2] / "chalicelib" / "cache"
+FORBIDDEN = ("chalicelib.booking", "chalicelib.http", "chalicelib.web", "chalicelib.db")
+
+
+def _imports(path: Path) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+            names += [f"{node.module}.{alias.name}" for alias in node.names]
+    return names
+
+
+@pytest.mark.parametrize("path", sorted(CACHE.glob("*.py")), ids=lambda p: p.name)
+def test_cache_module_imports_no_outer_layer(path: Path) -> None:
+    bad = [name for name in _imports(path) if any(name == f or name.startswith(f + ".") for f in FORBIDDEN)]
+    assert not bad, f"{path.name} imports {bad}"
+
+
+def test_the_check_sees_every_module() -> None:
+    assert {"tiered.py", "coherence.py", "tracking.py"} <= {p.name for p in CACHE.glob("*.py")}
