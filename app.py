@@ -7,7 +7,7 @@ from chalice import Rate, Response
 
 from chalicelib import monitor, web
 from chalicelib.api_app import ShapedErrorsChalice
-from chalicelib.booking import service
+from chalicelib.booking import resources, service
 from chalicelib.http import ApiError, json_response, parse_json_body
 from chalicelib.observability import configure, log_scheduled
 from chalicelib.openapi import document
@@ -41,34 +41,34 @@ def openapi() -> Response:
     return json_response(document())
 
 
-@app.route("/api/departments")
+@app.route(resources.DEPARTMENTS.path)
 @web.endpoint
 def departments() -> Response:
-    return web.cached_read("departments")
+    return web.cached_read(resources.DEPARTMENTS)
 
 
-@app.route("/api/doctors")
+@app.route(resources.DOCTORS.path)
 @web.endpoint
 def doctors() -> Response:
-    return web.cached_read("doctors")
+    return web.cached_read(resources.DOCTORS)
 
 
-@app.route("/api/patients")
+@app.route(resources.PATIENTS.path)
 @web.endpoint
 def patients() -> Response:
-    return web.cached_read("patients")
+    return web.cached_read(resources.PATIENTS)
 
 
-@app.route("/api/slots/available")
+@app.route(resources.SLOTS.path)
 @web.endpoint
 def free_slots() -> Response:
-    return web.cached_read("slots")
+    return web.cached_read(resources.SLOTS)
 
 
-@app.route("/api/appointments/list")
+@app.route(resources.APPOINTMENTS.path)
 @web.endpoint
 def appointment_list() -> Response:
-    return web.cached_read("appointments")
+    return web.cached_read(resources.APPOINTMENTS)
 
 
 @app.route("/api/appointments", methods=["POST"], content_types=JSON_TYPES)
@@ -101,10 +101,10 @@ def set_status(appointment_id: str) -> Response:
     return service.set_status(caller, appointment_id, _json_body())
 
 
-@app.route("/api/dashboard/stats")
+@app.route(resources.DASHBOARD.path)
 @web.endpoint
 def dashboard() -> Response:
-    return web.cached_read("dashboard")
+    return web.cached_read(resources.DASHBOARD)
 
 
 @app.route("/api/cache/stats")

@@ -108,14 +108,15 @@ def measure(namespace: str, day: dt.date, n: int, n_l3: int) -> dict[str, Any]:
 
 def l1_lookup_callable() -> Callable[[], Any]:
     """get_or_load on the departments key of tenant 1, L1-warm."""
-    from chalicelib.booking import queries, service
+    from chalicelib.booking.caching import get_cache
+    from chalicelib.booking.models import TenantQuery
+    from chalicelib.booking.resources import DEPARTMENTS
 
-    current = service.get_cache()
-    key = service.departments_key(1)
-    policy = current.policy("departments")
-
-    def loader() -> Optional[str]:
-        return queries.departments(1)
+    current = get_cache()
+    query = TenantQuery(clientId=1)
+    key = DEPARTMENTS.key(current.keys, query)
+    policy = current.policy(DEPARTMENTS.name)
+    loader = DEPARTMENTS.loader(query)
 
     current.begin_request()  # connects tracking: L1 then knows current versions
     current.get_or_load(key, loader, policy)
@@ -126,16 +127,15 @@ def l1_lookup_callable() -> Callable[[], Any]:
 def l2_lookup_case(day: dt.date) -> tuple[Callable[[], Any], Callable[[], None]]:
     """get_or_load on the slots key of `day` (tenant 1) answered by L2: (call, untimed setup
     that empties L1 before each call)."""
-    from chalicelib.booking import queries, service
+    from chalicelib.booking.caching import get_cache
     from chalicelib.booking.models import SlotsQuery
+    from chalicelib.booking.resources import SLOTS
 
-    current = service.get_cache()
-    key = service.slots_key(1, day)
-    policy = current.policy("slots")
+    current = get_cache()
     query = SlotsQuery(clientId=1, date=day)
-
-    def loader() -> Optional[str]:
-        return queries.free_slots(query)
+    key = SLOTS.key(current.keys, query)
+    policy = current.policy(SLOTS.name)
+    loader = SLOTS.loader(query)
 
     current.begin_request()
     current.get_or_load(key, loader, policy)

@@ -16,6 +16,7 @@ import jwt
 from chalicelib.http import ApiError
 
 ROLES = ("staff", "admin", "patient")
+STAFF = ("staff", "admin")  # the hospital's own people
 _REQUIRED = ["sub", "tenant", "role", "exp"]
 _VERIFIED_MAX = 4096
 LEEWAY_S = 30

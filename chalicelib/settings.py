@@ -13,15 +13,11 @@ from dataclasses import dataclass, field, replace
 from typing import Mapping
 from urllib.parse import parse_qsl, quote, unquote, urlparse, urlsplit
 
-DEFAULT_POLICIES: dict[str, tuple[float, float]] = {
-    # resource: (fresh seconds, stale window seconds kept beyond freshness)
-    "dashboard": (30.0, 600.0),
-    "appointments": (10.0, 300.0),
-    "departments": (3600.0, 86400.0),
-    "doctors": (3600.0, 86400.0),
-    "patients": (30.0, 300.0),
-    "slots": (15.0, 300.0),
-}
+# Per-resource lifetime overrides: CACHE_TTL_<RESOURCE> (fresh seconds) and
+# CACHE_STALE_<RESOURCE> (stale window seconds); the defaults are declared with each
+# resource in chalicelib/booking/resources.py.
+FRESH_PREFIX = "CACHE_TTL_"
+STALE_PREFIX = "CACHE_STALE_"
 
 
 @dataclass(frozen=True)
@@ -84,10 +80,11 @@ class RedisSettings:
 
 @dataclass(frozen=True)
 class CacheSettings:
-    """Cache behaviour; policies are (fresh seconds, stale window seconds)."""
+    """Cache behaviour; lifetime overrides are seconds by resource name."""
 
     namespace: str = "hb"
-    policies: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
+    fresh_overrides: Mapping[str, float] = field(default_factory=dict)
+    stale_overrides: Mapping[str, float] = field(default_factory=dict)
     jitter: float = 0.1
     l1_max_entries: int = 5000
     l1_max_bytes: int = 32 * 1024 * 1024
@@ -206,13 +203,18 @@ def parse_redis_url(url: str) -> dict[str, object]:
     return out
 
 
-def _policies(env: Mapping[str, str]) -> dict[str, tuple[float, float]]:
-    """Per-resource policies; `CACHE_TTL_<RESOURCE>` and `CACHE_STALE_<RESOURCE>` override."""
-    out = dict(DEFAULT_POLICIES)
-    for name, (fresh, stale) in DEFAULT_POLICIES.items():
-        fresh = float(env.get(f"CACHE_TTL_{name.upper()}", fresh))
-        stale = float(env.get(f"CACHE_STALE_{name.upper()}", stale))
-        out[name] = (fresh, stale)
+def _overrides(env: Mapping[str, str], prefix: str) -> dict[str, float]:
+    """Seconds by resource name from every `<prefix><RESOURCE>` variable."""
+    out: dict[str, float] = {}
+    for key, text in env.items():
+        if key.startswith(prefix) and len(key) > len(prefix):
+            try:
+                seconds = float(text)
+            except ValueError:
+                raise ValueError(f"{key} must be a number of seconds") from None
+            if not seconds >= 0:
+                raise ValueError(f"{key} must not be negative")
+            out[key[len(prefix):].lower()] = seconds
     return out
 
 
@@ -270,7 +272,8 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, st
         if merged.get(key):
             redis_kwargs[field_name] = conv(merged[key])
 
-    cache_kwargs: dict[str, object] = {"policies": _policies(merged)}
+    cache_kwargs: dict[str, object] = {"fresh_overrides": _overrides(merged, FRESH_PREFIX),
+                                       "stale_overrides": _overrides(merged, STALE_PREFIX)}
     for key, field_name, conv in (
         ("CACHE_NAMESPACE", "namespace", str),
         ("CACHE_JITTER", "jitter", float),

@@ -11,8 +11,9 @@ from chalice import Chalice, Response
 from chalice.app import Request
 
 from chalicelib.auth import Principal, principal_from_headers, require_role
-from chalicelib.booking import service
 from chalicelib.booking.caching import get_cache
+from chalicelib.booking.reads import ReadPlan, read
+from chalicelib.booking.resources import CachedResource
 from chalicelib.cache.errors import CacheUnavailable
 from chalicelib.cache.tiered import TieredCache
 from chalicelib.chalice_seam import lower_case_headers
@@ -73,29 +74,30 @@ def principal(headers: Any) -> Principal:
 
 
 class PlanMemo:
-    """ReadPlans by (route, Authorization header, query): parsing, token verification and
+    """ReadPlans by (resource, Authorization header, query): parsing, token verification and
     key building run once per distinct request, not on every hit. Bounded; emptied when the
     settings (the token secret) or the cache change. Errors are never remembered."""
 
     def __init__(self, max_entries: int = 8192) -> None:
         self.max_entries = max_entries
-        self.plans: dict[tuple[Any, ...], service.ReadPlan] = {}
+        self.plans: dict[tuple[Any, ...], ReadPlan] = {}
         self.owner: tuple[Any, Any] = (None, None)
 
-    def get(self, route: str, request: Request, headers: Mapping[str, str], cache: TieredCache) -> service.ReadPlan:
+    def get(self, resource: CachedResource, request: Request, headers: Mapping[str, str],
+            cache: TieredCache) -> ReadPlan:
         """The plan for this request (built, verified and remembered on first sight)."""
         query = request.to_original_event().get("multiValueQueryStringParameters") or {}
         params = []
         for name, values in query.items():
             params.append((name, values[-1]))  # the last value, as request.query_params gives
-        memo_key = (route, headers.get("authorization"), tuple(params))
+        memo_key = (resource.name, headers.get("authorization"), tuple(params))
         settings = get_settings()
         if self.owner[0] is not settings or self.owner[1] is not cache:
             self.plans, self.owner = {}, (settings, cache)
         plan = self.plans.get(memo_key)
         if plan is None or plan.expires_at <= time.time():
             caller = principal_from_headers(request.headers, settings.auth_secret, settings.auth_max_token_ttl_s)
-            plan = service.PLANNERS[route](caller, dict(request.query_params or {}))
+            plan = resource.plan(cache, caller, dict(request.query_params or {}))
             if len(self.plans) >= self.max_entries:
                 self.plans = {}
             self.plans[memo_key] = plan
@@ -105,14 +107,14 @@ class PlanMemo:
 plans = PlanMemo()
 
 
-def cached_read(route: str) -> Response:
+def cached_read(resource: CachedResource) -> Response:
     """A cached GET route: apply queued invalidations, then serve the current request's plan
     through the cache."""
     request = _app.current_request  # type: ignore[union-attr]
     cache = get_cache()
     cache.begin_request()
     headers = lower_case_headers(request.headers)
-    return service.read(cache, plans.get(route, request, headers, cache), headers.get("if-none-match"))
+    return read(cache, plans.get(resource, request, headers, cache), headers.get("if-none-match"))
 
 
 def health() -> Response:

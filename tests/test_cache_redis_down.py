@@ -16,7 +16,7 @@ from chalice.test import Client
 
 from chalicelib.booking import commands
 from chalicelib.booking.models import BookingBody
-from chalicelib.cache import keys as scopes
+from chalicelib.booking import scopes
 from chalicelib.booking.caching import get_cache
 from tests.data_finders import new_patient
 from tests.helpers_servers import (PROJECT_DIR, PrivateRedis, fetch_in_fresh_process, free_future_slots,

@@ -16,12 +16,11 @@ WORKERS = 20
 def _worker(env: dict, key_id: str, counter_key: str, barrier, results) -> None:  # type: ignore[no-untyped-def]
     try:
         os.environ.update(env)
-        from chalicelib.cache.tiered import TieredCache
+        from chalicelib.booking.caching import new_cache
         from chalicelib.db import connection as db
         from chalicelib.settings import get_settings
 
-        settings = get_settings()
-        cache = TieredCache(settings, source_errors=(db.DatabaseUnavailable,))
+        cache = new_cache(get_settings())
         counter = redis.Redis.from_url(env["REDIS_URL"])
         cache.begin_request()  # connect the tracking connection, as a request would
         assert cache.l2 is not None and cache.l2.ping()

@@ -11,7 +11,7 @@ import redis
 
 from chalicelib.booking import queries
 from chalicelib.booking.models import SlotsQuery, parse
-from chalicelib.cache import keys as scopes
+from chalicelib.booking import scopes
 from chalicelib.cache.entry import Entry
 from chalicelib.booking.caching import get_cache
 from tests.data_finders import new_patient

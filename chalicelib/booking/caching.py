@@ -1,5 +1,6 @@
-"""This container's cache, wired to the booking side: the database's "unavailable" error is
-the loader's "source unavailable", and outbox replay runs when Redis recovers."""
+"""This container's cache, wired to the booking side: the declared resources' lifetimes,
+the database's "unavailable" error as the loader's "source unavailable", and outbox replay
+when Redis recovers."""
 from __future__ import annotations
 
 import logging
@@ -7,9 +8,10 @@ import threading
 from typing import Optional
 
 from chalicelib.booking.invalidation import replay_outbox
+from chalicelib.booking.resources import declared_freshness
 from chalicelib.cache.tiered import TieredCache
 from chalicelib.db.connection import DatabaseUnavailable
-from chalicelib.settings import get_settings
+from chalicelib.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +31,16 @@ def _build() -> TieredCache:
     global _cache
     with _cache_lock:
         if _cache is None:
-            cache = TieredCache(get_settings(), source_errors=(DatabaseUnavailable,))
-            if cache.l2 is not None:
-                cache.l2.on_recover = lambda: _replay_quietly(cache)
-            _cache = cache
+            _cache = new_cache(get_settings())
         return _cache
+
+
+def new_cache(settings: Settings) -> TieredCache:
+    """A cache for the booking API under `settings` (the container's own is `get_cache()`)."""
+    cache = TieredCache(settings, declared_freshness(), source_errors=(DatabaseUnavailable,))
+    if cache.l2 is not None:
+        cache.l2.on_recover = lambda: _replay_quietly(cache)
+    return cache
 
 
 def built_cache() -> Optional[TieredCache]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from chalicelib.booking.outcome import Touched
-from chalicelib.cache.keys import scopes_touched
+from chalicelib.booking.scopes import scopes_touched
 from chalicelib.cache.tiered import TieredCache
 from chalicelib.db import connection as db
 

@@ -1,14 +1,23 @@
-"""Freshness policies per resource, from settings (overridable per stage)."""
+"""Freshness policies: each cached resource declares its lifetimes (see
+chalicelib/booking/resources.py); a stage's settings may override them by name."""
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Mapping
 
 from chalicelib.settings import CacheSettings
 
-# Resources whose cached answers decide what a user may book: while Redis (and with it
-# cross-container invalidation) is down, their L1 copies live at most a short bound.
-BOOKING_CRITICAL = frozenset({"slots", "appointments"})
+
+@dataclass(frozen=True)
+class Freshness:
+    """A resource's declared lifetimes, before a stage's overrides. A booking-critical
+    resource decides what a user may book: while Redis (and with it cross-container
+    invalidation) is down, its L1 copies live at most a short bound."""
+
+    fresh_s: float
+    stale_s: float
+    critical: bool = False
 
 
 @dataclass(frozen=True)
@@ -28,7 +37,14 @@ class Policy:
         return self.fresh_s * (1.0 - self.jitter * random.random())
 
 
-def policies_from(settings: CacheSettings) -> dict[str, Policy]:
-    """One Policy per resource named in the settings."""
-    return {name: Policy(name, fresh, stale, settings.jitter, name in BOOKING_CRITICAL)
-            for name, (fresh, stale) in settings.policies.items()}
+def policies_from(declared: Mapping[str, Freshness], settings: CacheSettings) -> dict[str, Policy]:
+    """One Policy per declared resource, with the settings' overrides applied. ValueError
+    when an override names no declared resource (a typo would otherwise be ignored)."""
+    unknown = sorted((set(settings.fresh_overrides) | set(settings.stale_overrides)) - set(declared))
+    if unknown:
+        raise ValueError(f"CACHE_TTL_/CACHE_STALE_ overrides name no cached resource: "
+                         f"{', '.join(n.upper() for n in unknown)} "
+                         f"(cached resources: {', '.join(n.upper() for n in sorted(declared))})")
+    return {name: Policy(name, settings.fresh_overrides.get(name, d.fresh_s),
+                         settings.stale_overrides.get(name, d.stale_s), settings.jitter, d.critical)
+            for name, d in declared.items()}

@@ -17,14 +17,15 @@ the cache then raises its own `CacheUnavailable`, never an HTTP error.
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable, Optional
+from types import MappingProxyType
+from typing import Callable, Iterable, Mapping, Optional
 
 from chalicelib.cache.coherence import Coherence
 from chalicelib.cache.entry import Entry, Versions, decode_versions
 from chalicelib.cache.errors import CacheUnavailable
 from chalicelib.cache.keys import CacheKey, KeySpace
 from chalicelib.cache.memory import L1Record, MemoryTier
-from chalicelib.cache.policies import Policy, policies_from
+from chalicelib.cache.policies import Freshness, Policy, policies_from
 from chalicelib.cache.redis_tier import RedisTier, new_token
 from chalicelib.cache.stats import CacheStats
 from chalicelib.cache.tracking import InvalidationTracker
@@ -34,6 +35,7 @@ from chalicelib.settings import Settings
 Loader = Callable[[], Optional[str]]
 SourceErrors = tuple[type[BaseException], ...]
 _SERVABLE = (L1Verdict.SERVE, L1Verdict.SERVE_UNTRACKED)
+_NONE_DECLARED: Mapping[str, Freshness] = MappingProxyType({})
 
 
 class CacheResult:
@@ -49,15 +51,17 @@ class CacheResult:
 
 
 class TieredCache:
-    """One per container: L1, L2, the coherence state and statistics. A loader raising one
-    of `source_errors` means "source unavailable" (fail-safe applies)."""
+    """One per container: L1, L2, the coherence state and statistics. `declared` names each
+    cached resource's lifetimes (the settings may override them). A loader raising one of
+    `source_errors` means "source unavailable" (fail-safe applies)."""
 
-    def __init__(self, settings: Settings, source_errors: SourceErrors = ()) -> None:
+    def __init__(self, settings: Settings, declared: Mapping[str, Freshness] = _NONE_DECLARED,
+                 source_errors: SourceErrors = ()) -> None:
         self.settings = settings
         self.config = settings.cache
         self.source_errors = source_errors
         self.keys = KeySpace(self.config.namespace)
-        self.policies: dict[str, Policy] = policies_from(self.config)
+        self.policies: dict[str, Policy] = policies_from(declared, self.config)
         self.stats = CacheStats()
         self.l1 = MemoryTier(self.config.l1_max_entries, self.config.l1_max_bytes)
         self.l2: Optional[RedisTier] = None

@@ -16,7 +16,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from chalicelib.cache import keys
+from chalicelib.booking import scopes
 from chalicelib.booking.invalidation import replay_outbox
 from chalicelib.booking.caching import get_cache
 from chalicelib.db import connection as db
@@ -104,7 +104,7 @@ def _after_refresh(conn: Any) -> dict[str, Any]:
     tenants = active_tenants()
     out["tenants"] = len(tenants)
     for tenant, _ in tenants:
-        if not cache.invalidate(tenant, [keys.DASHBOARD]):
+        if not cache.invalidate(tenant, [scopes.DASHBOARD]):
             # Redis is down: nothing is cached there; dashboards reload once it is back.
             log.warning("could not bump the dashboard version", extra={"tenant": tenant})
     prewarmed = 0

@@ -10,10 +10,13 @@ from typing import Callable, Iterator
 import pytest
 import redis
 
+from chalicelib.cache.policies import Freshness
 from chalicelib.cache.tiered import TieredCache
 from chalicelib.settings import CacheSettings, DatabaseSettings, RedisSettings, Settings, parse_redis_url
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The one resource these tests cache: short-lived and booking-critical, like free slots.
+DECLARED = {"slots": Freshness(15.0, 300.0, critical=True)}
 
 
 def redis_settings(**overrides: object) -> RedisSettings:
@@ -41,7 +44,7 @@ def make_cache(namespace: str) -> Iterator[Callable[..., TieredCache]]:
         settings = Settings(db=DatabaseSettings(), redis=redis_settings(),
                             cache=CacheSettings(namespace=namespace, **cache_overrides),  # type: ignore[arg-type]
                             auth_secret="x" * 32)
-        cache = TieredCache(settings)
+        cache = TieredCache(settings, DECLARED)
         built.append(cache)
         return cache
 

@@ -11,6 +11,7 @@ from chalice.app import Request
 from chalicelib import web
 from chalicelib.auth import issue_token
 from chalicelib.booking.caching import get_cache, reset_cache
+from chalicelib.booking.resources import RESOURCES
 from chalicelib.http import ApiError
 from chalicelib.settings import reset_settings
 from tests.helpers_servers import patched_environ
@@ -38,8 +39,9 @@ def _request(query: dict[str, str], tenant: int = 1, ttl: int = 3600, token: Opt
                     "body": None, "isBase64Encoded": False, "stageVariables": None})
 
 
-def _get(memo: web.PlanMemo, route: str, request: Request):  # type: ignore[no-untyped-def]
-    return memo.get(route, request, dict(request.headers.items()), get_cache())
+def _get(memo: web.PlanMemo, name: str, request: Request):  # type: ignore[no-untyped-def]
+    resource = next(r for r in RESOURCES if r.name == name)
+    return memo.get(resource, request, dict(request.headers.items()), get_cache())
 
 
 def test_same_request_reuses_the_plan() -> None:

@@ -1,0 +1,53 @@
+"""Cached reads: a ReadPlan says what to look up and how; `read` serves it through the
+cache with the headers of API.md."""
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+from chalice import Response
+
+from chalicelib.auth import Principal
+from chalicelib.cache.keys import CacheKey
+from chalicelib.cache.policies import Policy
+from chalicelib.cache.tiered import CacheResult, TieredCache
+from chalicelib.http import ApiError
+
+_NO_TENANT = "No hospital with this clientId exists."
+
+
+class ReadPlan:
+    """A validated, authorized cached read: what to look up, how, and until when the
+    caller's token allows it. Built once per (route, token, query) and reused."""
+
+    __slots__ = ("expires_at", "key", "policy", "loader")
+
+    def __init__(self, principal: Principal, key: CacheKey, policy: Policy,
+                 loader: Callable[[], Optional[str]]) -> None:
+        self.expires_at = principal.expires_at
+        self.key = key
+        self.policy = policy
+        self.loader = loader
+
+
+def cached_response(result: CacheResult, if_none_match: Optional[str]) -> Response:
+    """200 with the cached body, or 304 when the client's ETag matches; API.md headers."""
+    entry = result.entry
+    timing = f'cache;desc="{result.source}";dur={result.elapsed_s * 1000:.3f}'
+    if result.db_s:
+        timing += f", db;dur={result.db_s * 1000:.3f}"
+    max_age = int(entry.fresh_until - time.time())
+    headers = {"Content-Type": "application/json", "X-Cache": result.source, "Server-Timing": timing,
+               "ETag": entry.etag, "Cache-Control": f"private, max-age={max_age if max_age > 0 else 0}"}
+    if if_none_match and entry.etag in (t.strip() for t in if_none_match.split(",")):
+        del headers["Content-Type"]
+        return Response(body="", status_code=304, headers=headers)
+    return Response(body=entry.body, status_code=200, headers=headers)
+
+
+def read(current: TieredCache, plan: ReadPlan, if_none_match: Optional[str]) -> Response:
+    """Serve a plan through the cache (404 when the loader finds no such tenant)."""
+    result = current.get_or_load(plan.key, plan.loader, plan.policy)
+    if result is None:
+        raise ApiError(404, _NO_TENANT)
+    return cached_response(result, if_none_match)

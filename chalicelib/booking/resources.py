@@ -1,0 +1,190 @@
+"""Every cached read, declared once: its route, lifetimes, query, who may read it, its key,
+its loader, the scopes that invalidate it and what the pre-warm job loads ahead.
+
+Settings take the lifetimes (and accept overrides by name), the routes their paths and
+planners, the pre-warm job `hot_reads`, docs/caching.md its table (`freshness_table`; a
+test keeps the two equal). Keys are built in one place (`CachedResource.key`), so a
+pre-warmed entry has the byte-identical body and version keys a route looks up.
+
+The declarations are read when app.py is imported, so they name query models by attribute
+of `chalicelib.booking.models` and reach `.queries` inside their loaders: both are imported
+on the first read (pydantic and the database driver are not needed to import the app).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
+
+from chalicelib.auth import STAFF, Principal, require_role, require_tenant
+from chalicelib.booking import scopes
+from chalicelib.booking.reads import ReadPlan
+from chalicelib.cache.keys import CacheKey, KeySpace
+from chalicelib.cache.policies import Freshness
+from chalicelib.http import ApiError
+
+if TYPE_CHECKING:
+    from chalicelib.booking.models import AppointmentListQuery
+    from chalicelib.cache.tiered import TieredCache
+
+Loader = Callable[[], Optional[str]]
+Query = Any  # a validated query model of chalicelib.booking.models (all carry clientId)
+
+
+def _models() -> Any:
+    return importlib.import_module("chalicelib.booking.models")
+
+
+def _queries() -> Any:
+    return importlib.import_module("chalicelib.booking.queries")
+
+
+def _nothing_hot(tenant: int, today: dt.date) -> tuple[()]:
+    """Not pre-warmed."""
+    return ()
+
+
+@dataclass(frozen=True)
+class CachedResource:
+    """One cached GET route. `query` names its query model in chalicelib.booking.models,
+    `load` reads the answer from PostgreSQL (None means no such tenant);
+    `params` gives the key's canonical parameters, `scopes` the invalidation scopes the
+    answer depends on, `narrow` checks and restricts a query for its caller, `hot` the
+    queries pre-warmed for a tenant's local day."""
+
+    name: str
+    path: str
+    freshness: Freshness
+    query: str
+    load: Callable[[Query], Optional[str]]
+    params: Callable[[Query], str]
+    scopes: Callable[[Query], tuple[str, ...]]
+    invalidated_by: str
+    roles: tuple[str, ...] = ()
+    narrow: Optional[Callable[[Principal, Query], Query]] = None
+    hot: Callable[[int, dt.date], tuple[Query, ...]] = _nothing_hot
+
+    def key(self, keys: KeySpace, query: Query) -> CacheKey:
+        """The cache key of this resource for a validated query."""
+        return keys.key(query.clientId, self.name, self.params(query), self.scopes(query))
+
+    def loader(self, query: Query) -> Loader:
+        """The loader of one query (what a miss runs)."""
+        return partial(self.load, query)
+
+    def plan(self, cache: TieredCache, principal: Principal, params: Mapping[str, str]) -> ReadPlan:
+        """Validate the query, check the caller's tenant and role, narrow it for the caller:
+        the plan of this read through `cache`."""
+        models = _models()
+        query = models.parse(getattr(models, self.query), params)
+        require_tenant(principal, query.clientId)
+        if self.roles:
+            require_role(principal, *self.roles)
+        if self.narrow is not None:
+            query = self.narrow(principal, query)
+        return ReadPlan(principal, self.key(cache.keys, query), cache.policy(self.name), self.loader(query))
+
+
+def _own_list(principal: Principal, q: AppointmentListQuery) -> AppointmentListQuery:
+    """A sane date range; a patient sees only their own appointments."""
+    q.check_range()
+    if not principal.is_patient:
+        return q
+    if q.patientId is not None and q.patientId != principal.patient_id:
+        raise ApiError(403, "A patient may list only their own appointments.")
+    return q.model_copy(update={"patientId": principal.patient_id})
+
+
+def _list_params(q: AppointmentListQuery) -> str:
+    return ":".join(f"{k}={v}" for k, v in sorted(q.model_dump(exclude_none=True).items()))
+
+
+def _list_scopes(q: AppointmentListQuery) -> tuple[str, ...]:
+    return (scopes.appointments_day_scope(q.date),) if q.date is not None else (scopes.ALL_APPOINTMENTS,)
+
+
+def _the_tenant(tenant: int, today: dt.date) -> tuple[Query, ...]:
+    return (_models().TenantQuery(clientId=tenant),)
+
+
+def _all_doctors(tenant: int, today: dt.date) -> tuple[Query, ...]:
+    return (_models().DoctorsQuery(clientId=tenant),)
+
+
+def _today_and_tomorrow(tenant: int, today: dt.date) -> tuple[Query, ...]:
+    return tuple(_models().SlotsQuery(clientId=tenant, date=day) for day in (today, today + dt.timedelta(days=1)))
+
+
+def _search_params(q: Query) -> str:
+    return f"q={_models().normalize_search(q.q)}:n={q.limit}"
+
+
+DASHBOARD = CachedResource(
+    name="dashboard", path="/api/dashboard/stats", freshness=Freshness(30.0, 600.0),
+    query="TenantQuery", load=lambda q: _queries().dashboard(q.clientId), roles=STAFF,
+    params=lambda q: "stats", scopes=lambda q: (scopes.DASHBOARD,),
+    invalidated_by="each view refresh (every minute)", hot=_the_tenant)
+
+APPOINTMENTS = CachedResource(
+    name="appointments", path="/api/appointments/list", freshness=Freshness(10.0, 300.0, critical=True),
+    query="AppointmentListQuery", load=lambda q: _queries().appointment_list(q), narrow=_own_list,
+    params=_list_params, scopes=_list_scopes,
+    invalidated_by="every booking, cancel, reschedule and status change of the tenant")
+
+DEPARTMENTS = CachedResource(
+    name="departments", path="/api/departments", freshness=Freshness(3600.0, 86400.0),
+    query="TenantQuery", load=lambda q: _queries().departments(q.clientId),
+    params=lambda q: "all", scopes=lambda q: (scopes.CATALOG,),
+    invalidated_by="seeding (data changes outside the API)", hot=_the_tenant)
+
+DOCTORS = CachedResource(
+    name="doctors", path="/api/doctors", freshness=Freshness(3600.0, 86400.0),
+    query="DoctorsQuery", load=lambda q: _queries().doctors(q),
+    params=lambda q: f"dep={q.departmentId or ''}", scopes=lambda q: (scopes.CATALOG,),
+    invalidated_by="seeding", hot=_all_doctors)
+
+SLOTS = CachedResource(
+    name="slots", path="/api/slots/available", freshness=Freshness(15.0, 300.0, critical=True),
+    query="SlotsQuery", load=lambda q: _queries().free_slots(q),
+    params=lambda q: f"{q.date}:dep={q.departmentId or ''}:doc={q.doctorId or ''}",
+    scopes=lambda q: (scopes.slots_scope(q.date, q.doctorId),),
+    invalidated_by="every booking, cancel and reschedule of that day", hot=_today_and_tomorrow)
+
+PATIENTS = CachedResource(
+    name="patients", path="/api/patients", freshness=Freshness(30.0, 300.0),
+    query="PatientsQuery", load=lambda q: _queries().patients(q), roles=STAFF,
+    params=_search_params, scopes=lambda q: (scopes.PATIENTS,),
+    invalidated_by="seeding")
+
+RESOURCES: tuple[CachedResource, ...] = (DASHBOARD, APPOINTMENTS, DEPARTMENTS, DOCTORS, SLOTS, PATIENTS)
+
+
+def declared_freshness() -> dict[str, Freshness]:
+    """Each resource's declared lifetimes, by name (the cache applies a stage's overrides)."""
+    return {r.name: r.freshness for r in RESOURCES}
+
+
+def hot_reads(keys: KeySpace, tenant: int, today: dt.date) -> Iterator[tuple[CacheKey, Loader]]:
+    """The pre-warmed (key, loader) pairs of one tenant, built exactly as the routes build them."""
+    for resource in RESOURCES:
+        for query in resource.hot(tenant, today):
+            yield resource.key(keys, query), resource.loader(query)
+
+
+def _seconds(value: float) -> str:
+    for unit, size in (("day", 86400), ("h", 3600)):
+        if value >= size and value % size == 0:
+            return f"{int(value // size)} {unit}"
+    return f"{value:g} s"
+
+
+def freshness_table() -> str:
+    """The Markdown table of docs/caching.md's "Freshness" section."""
+    lines = ["| route | resource | fresh | stale copy kept (fail-safe) | booking-critical | invalidated by |",
+             "|---|---|---|---|---|---|"]
+    for r in RESOURCES:
+        lines.append(f"| `{r.path}` | {r.name} | {_seconds(r.freshness.fresh_s)} | {_seconds(r.freshness.stale_s)} "
+                     f"| {'yes' if r.freshness.critical else 'no'} | {r.invalidated_by} |")
+    return "\n".join(lines)
