@@ -168,11 +168,22 @@ class TieredCache:
             return None
         raw_versions, raw_body = reply[:-1], reply[-1]
         if create_missing and None in raw_versions:
-            created = self.l2.init_versions(key.versions)
+            created = self._create_versions(key.versions)
             if created is None:
                 return None
             raw_versions = list(created)
         return decode_versions(key.versions, raw_versions), Entry.decode(raw_body) if raw_body else None
+
+    def _create_versions(self, version_keys: tuple[str, ...]) -> Optional[list[bytes]]:
+        """Missing version keys created: on the tracking connection while it is up (its own
+        writes are not echoed back, so what this read loads stays servable from L1), else on
+        the data connection; None when Redis is unavailable."""
+        assert self.l2 is not None
+        if self.tracker is not None and self.l2.available:
+            created = self.tracker.create_versions(version_keys)
+            if created is not None:
+                return created
+        return self.l2.init_versions(version_keys)
 
     def _from_l2(self, key: CacheKey, entry: Entry, started: float) -> CacheResult:
         """An L2 answer, copied into L1."""

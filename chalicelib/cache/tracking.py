@@ -1,5 +1,5 @@
-"""Invalidation pushes for L1: a RESP3 connection with `CLIENT TRACKING ON BCAST PREFIX`
-on the version-key prefix.
+"""Invalidation pushes for L1: a RESP3 connection with `CLIENT TRACKING ON BCAST PREFIX
+... NOLOOP` on the version-key prefix.
 
 Lambda freezes containers between invocations, so no listener thread can run. Redis
 queues the pushes in this socket instead; `drain()` reads them without blocking at the
@@ -9,19 +9,24 @@ healthy, L1 may trust the version values it has seen; when it is lost, when it w
 longer than a bound, or when a keep-alive PING goes unanswered, `drain()` reports a reset
 and L1 must stop trusting what it knew. What L1 knows is not kept here: `Coherence` applies
 each `DrainResult` (chalicelib/cache/coherence.py). `_lock` guards only the connection.
+
+Missing version keys are created on this connection (`create_versions`): with NOLOOP, its
+own writes do not come back to this container as pushes, so the entry a read loads under a
+version it just created stays servable from L1; every other container is still told.
 """
 from __future__ import annotations
 
 import select
 import threading
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 from redis.connection import Connection, SSLConnection
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from chalicelib.cache import redis_seam
 from chalicelib.cache.breaker import CircuitBreaker
+from chalicelib.cache.redis_tier import new_token
 from chalicelib.settings import RedisSettings
 
 PING_EVERY_S = 5.0
@@ -81,7 +86,7 @@ class InvalidationTracker:
         try:
             conn.connect()
             redis_seam.set_push_handler(conn, self._on_push)
-            conn.send_command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self.prefix)
+            conn.send_command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self.prefix, "NOLOOP")
             conn.read_response()
         except (RedisError, OSError):
             conn.disconnect()
@@ -162,6 +167,37 @@ class InvalidationTracker:
             if "" in keys:
                 return DrainResult([], True)
             return DrainResult(keys, reset)
+
+    def create_versions(self, version_keys: Sequence[str]) -> Optional[list[bytes]]:
+        """Current values of `version_keys`, creating the missing ones with a fresh token
+        (`SET key token NX GET` each, pipelined), written on the tracking connection so the
+        creation is not echoed back (NOLOOP; Redis ignores NOLOOP for writes inside scripts,
+        hence no Lua here). None when not connected or the command failed; a broken
+        connection is dropped, and the next drain reports a reset."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                return None
+            tokens = [new_token() for _ in version_keys]
+            try:
+                conn.send_packed_command(conn.pack_commands(
+                    [("SET", key, token, "NX", "GET") for key, token in zip(version_keys, tokens)]))
+                if self._ping_sent_at is not None:
+                    conn.read_response()  # the PONG of the keep-alive PING sent by a drain
+                    self._ping_sent_at = None
+                values, refused = [], False
+                for token in tokens:  # pushes read on the way go to _on_push
+                    try:
+                        old = conn.read_response()
+                    except ResponseError:  # e.g. a Redis older than 7.0 (no NX with GET)
+                        refused = True
+                        continue
+                    values.append(token.encode() if old is None else old)
+                return None if refused else values
+            except (RedisError, OSError):
+                self._drop()
+                self._pending.clear()
+                return None
 
     def close(self) -> None:
         """Drop the connection (tests, shutdown)."""
