@@ -7,6 +7,9 @@ import shutil
 from typing import Any
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+README = os.path.join(os.path.dirname(RESULTS), os.pardir, "README.md")
+README_START = "<!-- bench:latest (written by python -m bench; do not edit by hand) -->"
+README_END = "<!-- /bench:latest -->"
 
 
 def _f(us: float) -> str:
@@ -249,6 +252,23 @@ def plot(r: dict[str, Any], path: str) -> None:
     plt.close(fig)
 
 
+def readme_table(r: dict[str, Any], verdicts: list[dict[str, Any]]) -> str:
+    """The README's summary of this run: when, where, and every target with its verdict."""
+    m = r["meta"]
+    lines = [f"Latest `make bench{'' if m['mode'] == 'full' else '-quick'}` ({m['timestamp']}, {m['cpus']} CPUs,"
+             f" {m.get('elapsed_s', 0):.0f} s; every figure next to its same-run floor in"
+             " [bench/results/latest.md](bench/results/latest.md)):", "",
+             "| target | result | detail |", "|---|---|---|"]
+    lines += [f"| {v['target']} | {v['status']} | {v['detail']} |" for v in verdicts]
+    return "\n".join(lines)
+
+
+def replace_section(text: str, section: str) -> str:
+    """`text` with what stands between the README markers replaced by `section`."""
+    start, end = text.index(README_START) + len(README_START), text.index(README_END)
+    return text[:start] + "\n" + section + "\n" + text[end:]
+
+
 def write(r: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     os.makedirs(RESULTS, exist_ok=True)
     stamp = r["meta"]["timestamp"]
@@ -269,4 +289,8 @@ def write(r: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
         fh.write(md)
     if os.path.exists(png):
         shutil.copyfile(png, os.path.join(RESULTS, "latest.png"))
+    with open(README) as fh:
+        readme = fh.read()
+    with open(README, "w") as fh:
+        fh.write(replace_section(readme, readme_table(r, verdicts)))
     return verdicts, base + ".md"
