@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from chalicelib.booking.invalidation import replay_outbox
-from chalicelib.cache.tiered import TieredCache
-from chalicelib.db.connection import DatabaseUnavailable
+from chalicelib.db.errors import DatabaseUnavailable
 from chalicelib.settings import get_settings
+
+if TYPE_CHECKING:
+    from chalicelib.cache.tiered import TieredCache
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,9 @@ def get_cache() -> TieredCache:
 
 def _build() -> TieredCache:
     global _cache
+    # The cache and redis-py behind it are imported by the first request, not at a cold start.
+    from chalicelib.cache.tiered import TieredCache
+
     with _cache_lock:
         if _cache is None:
             cache = TieredCache(get_settings(), source_errors=(DatabaseUnavailable,))
@@ -51,6 +55,8 @@ def reset_cache() -> None:
 
 
 def _replay_quietly(cache: TieredCache) -> None:
+    from chalicelib.booking.invalidation import replay_outbox
+
     try:
         replay_outbox(cache)
     except Exception:  # noqa: BLE001 - replay is retried by the schedule
