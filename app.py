@@ -1,16 +1,24 @@
 """Routes and schedules only: parse the request, call a service, return its response."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Rate, Response
 
 from chalicelib import monitor, web
 from chalicelib.api_app import ShapedErrorsChalice
-from chalicelib.booking import resources, service
+from chalicelib.booking import resources
 from chalicelib.http import ApiError, json_response, parse_json_body
+from chalicelib.lazy import lazy_module
 from chalicelib.observability import configure, log_scheduled
-from chalicelib.openapi import document
+
+# Imported by the first request that needs them, not by a cold start (docs/performance.md).
+if TYPE_CHECKING:
+    from chalicelib import openapi as api_document
+    from chalicelib.booking import service
+else:
+    api_document = lazy_module("chalicelib.openapi", globals())
+    service = lazy_module("chalicelib.booking.service", globals())
 
 # Chalice, with its own errors (wrong method, ...) answered in the API's error shape.
 app = ShapedErrorsChalice(app_name="hospital-booking", configure_logs=False)
@@ -38,7 +46,7 @@ def health() -> Response:
 @app.route("/api/openapi.json")
 @web.endpoint
 def openapi() -> Response:
-    return json_response(document())
+    return json_response(api_document.document())
 
 
 @app.route(resources.DEPARTMENTS.path)

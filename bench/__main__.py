@@ -1,5 +1,5 @@
 """python -m bench [--quick | --full]: floors, tiers, before/after on the large dataset,
-multi-process workload with staleness checks, Redis health, HTTP, peers, booking.
+multi-process workload with staleness checks, Redis health, HTTP, peers, booking, cold start.
 
 Creates its own databases (hb_bench_small, fresh each run; hb_bench_large, seeded once and
 reused) and its own Redis namespace (deleted at the end). Writes bench/results/<stamp>.json,
@@ -27,11 +27,12 @@ from bench import common  # noqa: E402
 # clients than cores, the p50 measures queueing (Little's law), not the time per request.
 PROFILES = {
     "quick": dict(n=2000, n_l3=40, n_live=6, n_view=30, n_hit=3000, processes=4, duration=20.0, warmup=10.0,
-                  redis_n=2000, http_threads=2, http_s=5.0, peer_mem=20000, peer_redis=2000, booking=300),
+                  redis_n=2000, http_threads=2, http_s=5.0, peer_mem=20000, peer_redis=2000, booking=300, cold_runs=7),
     "full": dict(n=10000, n_l3=200, n_live=21, n_view=150, n_hit=20000, processes=4, duration=60.0, warmup=20.0,
-                 redis_n=10000, http_threads=2, http_s=20.0, peer_mem=100000, peer_redis=10000, booking=1500),
+                 redis_n=10000, http_threads=2, http_s=20.0, peer_mem=100000, peer_redis=10000, booking=1500,
+                 cold_runs=15),
 }
-SECTIONS = ("floors", "tiers", "peers", "redis", "booking", "http", "workload", "large", "fleet")
+SECTIONS = ("floors", "tiers", "peers", "redis", "booking", "coldstart", "http", "workload", "large", "fleet")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         results["redis_health"] = section("redis", lambda: __import__("bench.redis_health", fromlist=["x"]).measure(
             namespace, p["redis_n"], sample_l2))
         results["booking"] = section("booking", lambda: __import__("bench.booking", fromlist=["x"]).measure(small, p["booking"]))
+        results["coldstart"] = section("coldstart", lambda: __import__("bench.coldstart", fromlist=["x"]).measure(
+            namespace, p["cold_runs"]))
         results["http"] = section("http", lambda: __import__("bench.http", fromlist=["x"]).measure(
             small, namespace, p["http_threads"], p["http_s"]))
         results["fleet"] = section("fleet", lambda: __import__("bench.fleet", fromlist=["x"]).measure(

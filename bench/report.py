@@ -85,6 +85,12 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         ratio = b["booking"]["p50_us"] / b["floor_insert_txn"]["p50_us"]
         add("booking request p50 <= 2x bare INSERT transaction", ratio <= 2.0,
             f"{_f(b['booking']['p50_us'])} vs {_f(b['floor_insert_txn']['p50_us'])} = {ratio:.2f}x")
+    c = r.get("coldstart")
+    if c:
+        floor, imp, first = (c[k]["p50_ms"] * 1000 for k in ("floor_import_chalice", "import_app", "first_answer"))
+        add("cold start: import app in a new process <= 3x bare import chalice", imp / floor <= 3.0,
+            f"{_f(imp)} vs {_f(floor)} = {imp / floor:.2f}x; first answer of a new process (import, connect, one"
+            f" cached read from the database) {_f(first)} = {first / floor:.2f}x the floor, {first / imp:.2f}x import app")
     return out
 
 
@@ -200,6 +206,25 @@ def markdown(r: dict[str, Any], verdicts: list[dict[str, Any]], png_name: str) -
                      f" COMMIT) p50 {_f(b['txn_only']['p50_us'])} = {b['txn_only']['p50_us'] / b['floor_insert_txn']['p50_us']:.2f}x"
                      f" the bare INSERT; the rest of the request (auth, validation, cache invalidation in Redis,"
                      f" response) {_f(b['booking']['p50_us'] - b['txn_only']['p50_us'])}.")
+    c = r.get("coldstart")
+    if c:
+        floor = c["floor_import_chalice"]["p50_ms"]
+        L += ["", f"## Cold start (new processes, {c['import_app']['n']} alternating rounds, `bench/coldstart.py`)", "",
+              "Each process is timed from its start to the line it prints when done (its exit is not"
+              " counted: a Lambda container stays up after answering).", "",
+              "| process | p50 | min - max | vs floor |", "|---|---|---|---|"]
+        for k, label in (("floor_import_chalice", "floor: `python -c \"import chalice\"`"),
+                         ("import_app", "`python -c \"import app\"`"),
+                         ("first_answer", "first answer: import app, connect, GET /api/departments from the database"
+                                          " (`X-Cache: DB`, fresh namespace)")):
+            v = c[k]
+            L.append(f"| {label} | {_f(v['p50_ms'] * 1000)} | {_f(v['min_ms'] * 1000)} - {_f(v['max_ms'] * 1000)} |"
+                     f" {v['p50_ms'] / floor:.2f}x |")
+        split = c["first_answer_split"]
+        L += ["", f"Inside the first-answer process (medians): `import app` {_f(split['import_ms'] * 1000)}, then the"
+                  f" answer {_f(split['answer_ms'] * 1000)} (imports the route's modules, reads the settings, opens the"
+                  f" PostgreSQL and Redis connections, verifies the token, loads and stores the body). First answer /"
+                  f" import app: {c['first_answer']['p50_ms'] / c['import_app']['p50_ms']:.2f}x."]
     fl = r.get("fleet")
     if fl:
         rp, alone, full = fl["requests_per_publish"], fl["publish_no_pending"], fl["publish_with_pending"]

@@ -11,8 +11,6 @@ import time
 from dataclasses import dataclass
 from typing import Mapping
 
-import jwt
-
 from chalicelib.http import ApiError
 
 ROLES = ("staff", "admin", "patient")
@@ -118,6 +116,8 @@ def verify_token(token: str, secret: str, max_ttl_s: float = DEFAULT_MAX_TTL_S) 
             raise ApiError(503, f"The service is misconfigured: {exc}.", code="unavailable") from None
         if len(token) > _MAX_TOKEN_BYTES:
             raise ApiError(401, "The token is not valid.")
+        import jwt  # PyJWT (and cryptography) on the first token, not at a cold start
+
         try:
             claims = jwt.decode(token, secret, algorithms=["HS256"], leeway=LEEWAY_S,
                                 options={"require": _REQUIRED, "verify_exp": False, "verify_iat": False})
@@ -170,4 +170,6 @@ def issue_token(secret: str, tenant: int, role: str, sub: str | None = None,
         if patient_id is None:
             raise ValueError("a patient token needs patient_id")
         claims["patientId"] = patient_id
+    import jwt
+
     return jwt.encode(claims, secret, algorithm="HS256")

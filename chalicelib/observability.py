@@ -18,21 +18,27 @@ fleet view (chalicelib.cache.fleet).
 
 No log line written here carries request bodies, query strings or patient data: only ids of
 requests, job names, durations, counts and view names.
+
+A cold start imports no part of Powertools (nor botocore, which it imports): the Logger is
+created at the first invocation (`RequestScope.enter`) or at the first chalicelib log
+record, whichever comes first (`powertools_logger`).
 """
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from chalice import Chalice
 
 from chalicelib.powertools_seam import log_keys
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Logger
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "hospital-booking"
 DEFAULT_NAMESPACE = "HospitalBooking"
@@ -54,8 +60,32 @@ if not TRACING:
     # Anything that builds a Powertools Tracer anyway gets a disabled one.
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
-logger = Logger(service=SERVICE)
+_logger: Optional[Logger] = None
+_logger_lock = threading.Lock()
+_log_stream = sys.stdout  # the Logger writes where stdout was at import, as when it was built then
 _tracer: Any = None
+
+
+def powertools_logger() -> Logger:
+    """The Powertools Logger (JSON lines on stdout), created on first use; chalicelib's
+    loggers write through its handlers from then on (see `configure`)."""
+    global _logger
+    if _logger is None:
+        with _logger_lock:
+            if _logger is None:
+                from aws_lambda_powertools import Logger
+
+                created = Logger(service=SERVICE, stream=_log_stream)
+                _adopt_handlers(created)
+                _logger = created
+    return _logger
+
+
+def __getattr__(name: str) -> Any:
+    """`observability.logger` is the Powertools Logger (created on first use)."""
+    if name == "logger":
+        return powertools_logger()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def tracer() -> Any:
@@ -80,6 +110,8 @@ def emit_metrics(values: Mapping[str, tuple[str, float | Iterable[float]]],
 
     EphemeralMetrics keeps its own metric set, so job and API metrics never mix even when
     they share a process (local server, tests)."""
+    from aws_lambda_powertools.metrics import EphemeralMetrics
+
     metrics = EphemeralMetrics(namespace=namespace(), service=SERVICE)
     added = False
     for name, (unit, value) in values.items():
@@ -130,6 +162,8 @@ class CacheMetrics:
 
     def flush(self) -> dict[str, Any]:
         """Emit the deltas since the previous flush; returns what was emitted."""
+        from aws_lambda_powertools.metrics import MetricUnit
+
         from chalicelib.cache import histogram
 
         cache = _current_cache()
@@ -187,11 +221,13 @@ class RequestScope:
         self.next_publish = now  # a new container shows up in the fleet at once
         self.next_due = min(self.next_flush, self.next_publish)
         self.cold = True
-        self.keys = log_keys(logger)
+        self.keys: Optional[dict[str, Any]] = None  # the formatter's keys, from the first enter()
 
     def enter(self, context: Any) -> None:
         """Stamp log lines with this invocation's request id (and cold start)."""
         keys = self.keys
+        if keys is None:
+            keys = self.keys = log_keys(powertools_logger())
         keys["request_id"] = getattr(context, "aws_request_id", None)
         keys["cold_start"] = self.cold
 
@@ -200,6 +236,8 @@ class RequestScope:
         fleet statistics when due. Scheduled jobs pass api=False: a job's container (its
         own Lambda function in AWS) serves no reads and is not part of the fleet."""
         keys = self.keys
+        if keys is None:
+            keys = self.keys = log_keys(powertools_logger())
         keys["request_id"] = None  # None keys are left out: no stale id on later lines
         if self.cold:
             self.cold = keys["cold_start"] = False
@@ -224,7 +262,7 @@ class RequestScope:
         try:
             cache_metrics.flush()
         except Exception:  # noqa: BLE001 - metrics must never fail a request
-            logger.warning("cache metrics flush failed")
+            powertools_logger().warning("cache metrics flush failed")
 
     def _publish(self) -> None:
         from chalicelib.cache.fleet import publisher
@@ -236,22 +274,49 @@ class RequestScope:
             publisher.publish(cache)  # Redis trouble is counted there, never raised
         except Exception:  # noqa: BLE001 - statistics must never fail a request
             publisher.errors += 1
-            logger.warning("fleet statistics publish failed")
+            powertools_logger().warning("fleet statistics publish failed")
 
 
 request_scope = RequestScope()
 
 
+class _PowertoolsOnFirstRecord(logging.Handler):
+    """chalicelib's log handler until the Powertools Logger exists: the first record creates
+    the Logger (whose handlers then take this one's place) and goes to its handlers."""
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        created = powertools_logger()
+        if record.levelno >= logging.getLogger(record.name).getEffectiveLevel():  # as it is from now on
+            for handler in created.handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+        return True
+
+
+def _adopt_handlers(created: Logger) -> None:
+    """Put the new Powertools Logger's handlers and level on chalicelib's loggers, in place
+    of the stand-in `configure` installed (if it did)."""
+    root = logging.getLogger("chalicelib")
+    if any(isinstance(handler, _PowertoolsOnFirstRecord) for handler in root.handlers):
+        root.handlers = list(created.handlers)  # a new list: a record being handled finishes on the old one
+        root.setLevel(created.log_level)
+
+
 def configure(app: Chalice) -> None:
     """Route chalicelib's standard loggers through the Powertools Logger (one JSON line
     each; the app is built with configure_logs=False); when tracing is on (`TRACING`),
-    wrap every handler in the Powertools tracer."""
+    wrap every handler in the Powertools tracer.
+
+    Until the Logger exists, a stand-in handler receives every record (the level is the
+    lowest until then); the first record creates the Logger and is handled as it would
+    have been."""
     root = logging.getLogger("chalicelib")
     if not root.handlers:
-        for handler in logger.handlers:
-            root.addHandler(handler)
-        root.setLevel(logger.log_level)
+        root.addHandler(_PowertoolsOnFirstRecord())
+        root.setLevel(logging.DEBUG)
         root.propagate = False
+        if _logger is not None:
+            _adopt_handlers(_logger)
     if TRACING:
         from chalice.app import ConvertToMiddleware
 
@@ -276,11 +341,11 @@ def log_scheduled(name: str, job: Callable[[], dict[str, Any]], context: Any = N
     request_scope.enter(context)
     try:
         result = job()
-        logger.info("scheduled job done", extra={"job": name, "ms": round((time.perf_counter() - started) * 1000, 1),
+        powertools_logger().info("scheduled job done", extra={"job": name, "ms": round((time.perf_counter() - started) * 1000, 1),
                                                  "result": result})
         return result
     except Exception as exc:
-        logger.error("scheduled job failed", extra={"job": name, **error_fields(exc)})
+        powertools_logger().error("scheduled job failed", extra={"job": name, **error_fields(exc)})
         raise
     finally:
         request_scope.exit(api=False)

@@ -6,9 +6,10 @@ request id straight into the dict the formatter renders (`log_format`, not docum
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Logger
 
 
 def log_keys(logger: Logger) -> dict[str, Any]:
@@ -18,6 +19,8 @@ def log_keys(logger: Logger) -> dict[str, Any]:
 
 def check() -> None:
     """Raise if appended keys no longer land in the formatter's `log_format` dict."""
+    from aws_lambda_powertools import Logger
+
     probe = Logger(service="seam-probe")
     probe.append_keys(seam_probe="1")
     keys = getattr(probe.registered_formatter, "log_format", None)

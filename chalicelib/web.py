@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from chalice import Chalice, Response
 from chalice.app import Request
@@ -15,13 +15,19 @@ from chalicelib.booking.caching import get_cache
 from chalicelib.booking.reads import ReadPlan, read
 from chalicelib.booking.resources import CachedResource
 from chalicelib.cache.errors import CacheUnavailable
-from chalicelib.cache.tiered import TieredCache
 from chalicelib.chalice_seam import lower_case_headers
-from chalicelib.db import connection as db
-from chalicelib.db.connection import DatabaseUnavailable, PoolExhausted, WriteOutcomeUnknown
+from chalicelib.db.errors import DatabaseUnavailable, PoolExhausted, WriteOutcomeUnknown
 from chalicelib.http import ApiError, error_response, json_response
+from chalicelib.lazy import lazy_module
 from chalicelib.observability import error_fields, request_scope
 from chalicelib.settings import get_settings
+
+# Imported by the first request that needs them, not by a cold start (docs/performance.md).
+if TYPE_CHECKING:
+    from chalicelib.cache.tiered import TieredCache
+    from chalicelib.db import connection as db
+else:
+    db = lazy_module("chalicelib.db.connection", globals())
 
 log = logging.getLogger(__name__)
 

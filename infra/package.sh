@@ -17,6 +17,7 @@
 # before; chalice then builds from it alone (pip --no-index), so once filled, packaging
 # runs with no network at all. Linux x86_64 hosts only (chalice's first pip step resolves
 # for the host, which must then match the Lambda platform).
+# The zip then gets a .pyc beside every .py (tools/lambda_zip_bytecode.py).
 # Exits non-zero when a step fails or cfn-lint reports an error.
 set -euo pipefail
 
@@ -69,6 +70,10 @@ export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 export AWS_EC2_METADATA_DISABLED=true
 chalice --project-dir "$project" package --stage "$stage" --pkg-format cloudformation \
   --merge-template "$root/infra/resources.json" "$out"
+
+# Lambda's /var/task is read-only: without bytecode in the zip every cold start compiles
+# every module it imports. Compile it here, for the runtime's Python (unchecked-hash .pyc).
+python3 "$root/tools/lambda_zip_bytecode.py" "$out/deployment.zip" "$out/sam.json"
 
 # cfn-lint 1.x validates SAM templates itself (Globals merged, SAM schemas), offline.
 if cfn-lint --non-zero-exit-code error -- "$out/sam.json"; then

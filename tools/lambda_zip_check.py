@@ -13,6 +13,8 @@ packaged template (the secrets' ARNs left out), DATABASE_URL and REDIS_URL on po
 nothing listens and a random 48-byte AUTH_SECRET. The probe times the cold `import app` and
 sends REST proxy events through `app.app(event, context)`: /api/openapi.json must answer
 200, /api/health 503 and /api/departments?clientId=1 with a valid token 503, all JSON.
+Every .py of the zip must have its .pyc beside it (infra/package.sh compiles them), and no
+module the probe loads from the zip may be compiled from source.
 
 A stage with X-Ray on must import aws_xray_sdk from the zip and send trace segments to a
 stand-in daemon; aws_xray_sdk needs botocore, which Lambda's runtime provides and the zip
@@ -65,6 +67,8 @@ class StageResult:
     unzipped_bytes: int = 0
     probe: dict[str, Any] = field(default_factory=dict)
     import_ms: list[float] = field(default_factory=list)
+    sources: int = 0
+    sources_without_bytecode: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
@@ -138,6 +142,14 @@ def unpack(zip_path: Path, dest: Path) -> int:
         return sum(info.file_size for info in archive.infolist())
 
 
+def sources_without_bytecode(task_root: Path) -> tuple[int, list[str]]:
+    """(number of .py files under `task_root`, those without the .pyc this Python reads)."""
+    sources = sorted(task_root.rglob("*.py"))
+    missing = [str(path.relative_to(task_root)) for path in sources
+               if not Path(importlib.util.cache_from_source(str(path))).is_file()]
+    return len(sources), missing
+
+
 def probe(task_root: Path, env: dict[str, str], result_path: Path) -> tuple[dict[str, Any], str]:
     """Run the probe in `python -S -I -B` inside the unpacked folder; its result and output.
     -B: no .pyc is written, as in Lambda's read-only task root, so every run compiles the
@@ -161,6 +173,9 @@ def judge(result: StageResult) -> None:
         for check in found["checks"]:
             if not check["ok"]:
                 result.problems.append(f"{check['name']}: {check.get('error') or '; '.join(check['problems'])}")
+        if found["zip_modules_compiled"]:
+            result.problems.append(f"{len(found['zip_modules_compiled'])} modules of the zip were compiled from"
+                                   f" source at import: {found['zip_modules_compiled'][:5]}")
         if result.xray:
             if not found["xray_loaded"] or "aws_xray_sdk" not in found["modules"]["zip"]:
                 result.problems.append("X-Ray stage: aws_xray_sdk was not imported from the zip")
@@ -174,6 +189,9 @@ def judge(result: StageResult) -> None:
                 result.problems.append("default stage imported aws_xray_sdk")
             if found["boto_loaded"]:
                 result.problems.append(f"default stage imported {found['boto_loaded']}")
+    if result.sources_without_bytecode:
+        result.problems.append(f"{len(result.sources_without_bytecode)} of {result.sources} sources have no .pyc:"
+                               f" {result.sources_without_bytecode[:5]}")
     result.ok = not result.problems
 
 
@@ -189,6 +207,7 @@ def probe_package(stage: str, package: Path, verbose: bool = False, runs: int = 
         task_root = scratch / "task"
         task_root.mkdir()
         result.unzipped_bytes = unpack(zip_path, task_root)
+        result.sources, result.sources_without_bytecode = sources_without_bytecode(task_root)
         runtime_dir = runtime_sdk_dir(scratch) if result.xray else None
         template = json.loads((package / "sam.json").read_text())
         env = lambda_environment(task_root, stage_environment(template), closed_port(stack),
@@ -231,6 +250,10 @@ def report(result: StageResult) -> None:
         spread = f" (median of {len(times)}; {times[0]:.0f}-{times[-1]:.0f} ms)" if len(times) > 1 else ""
         print(f"   cold import app: {statistics.median(times):.0f} ms{spread}; python -S -I -B, sys.path = zip"
               f"{' + runtime SDK stand-in' if result.xray else ''} + stdlib")
+    if "zip_modules_loaded" in found:
+        print(f"   bytecode: {result.sources - len(result.sources_without_bytecode)} of {result.sources} sources"
+              f" have a .pyc; {found['zip_modules_loaded']} modules loaded from the zip,"
+              f" {len(found['zip_modules_compiled'])} compiled from source")
     for check in found.get("checks", []):
         mark = "ok  " if check["ok"] else "FAIL"
         print(f"   {mark} {check['name']}: {check.get('status')} in {check.get('ms', 0):.1f} ms  {check.get('body', '')[:90]}")

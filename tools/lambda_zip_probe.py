@@ -6,7 +6,9 @@ Standard library only until `import app`: sys.path is the unpacked folder, then 
 stage with X-Ray on) the stand-in for the runtime's own SDK folder named by
 PROBE_RUNTIME_DIR, then the standard library. It times the cold `import app`, sends API
 Gateway REST proxy events through `app.app(event, context)`, and writes what it saw to
-RESULT.json (stdout belongs to the app's JSON log lines).
+RESULT.json (stdout belongs to the app's JSON log lines), including every module of the
+zip that was compiled from source because it had no usable .pyc (-B writes none, as
+Lambda's read-only task root keeps none).
 """
 from __future__ import annotations
 
@@ -137,6 +139,22 @@ def daemon_socket() -> Optional[socket.socket]:
     return sock
 
 
+def record_compiles() -> list[str]:
+    """The paths of the sources the import system compiles from now on (a module whose
+    .pyc is missing or unusable), appended as they are compiled."""
+    from importlib.machinery import SourceFileLoader
+
+    compiled: list[str] = []
+    compile_source = SourceFileLoader.source_to_code
+
+    def source_to_code(self: Any, data: Any, path: Any, *, _optimize: int = -1) -> Any:
+        compiled.append(str(path))
+        return compile_source(self, data, path, _optimize=_optimize)
+
+    SourceFileLoader.source_to_code = source_to_code  # type: ignore[method-assign]
+    return compiled
+
+
 def module_origins(runtime_dir: str) -> dict[str, list[str]]:
     """Top-level modules loaded so far, by where they came from: the zip or the runtime."""
     out: dict[str, list[str]] = {"zip": [], "runtime": []}
@@ -158,6 +176,7 @@ def main(result_path: str) -> int:
         p for p in sys.path if p and not p.startswith(TASK_ROOT)]
     result: dict[str, Any] = {"sys_path": list(sys.path), "checks": []}
     daemon = daemon_socket()
+    compiled = record_compiles()
     started = time.perf_counter()
     try:
         import app  # noqa: PLC0415 - the point of the probe
@@ -181,6 +200,10 @@ def main(result_path: str) -> int:
                503, ("error",)),
     ]
     result["modules"] = module_origins(runtime_dir)
+    in_zip = TASK_ROOT + os.sep
+    result["zip_modules_loaded"] = sum((getattr(m, "__file__", None) or "").startswith(in_zip)
+                                       for m in list(sys.modules.values()))
+    result["zip_modules_compiled"] = sorted(path[len(in_zip):] for path in compiled if path.startswith(in_zip))
     result["xray_loaded"] = "aws_xray_sdk" in sys.modules
     result["boto_loaded"] = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore"))[:5]
     result["xray_segments"] = xray_datagrams(daemon)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from chalicelib.booking.invalidation import replay_outbox
 from chalicelib.booking.resources import declared_freshness
-from chalicelib.cache.tiered import TieredCache
-from chalicelib.db.connection import DatabaseUnavailable
+from chalicelib.db.errors import DatabaseUnavailable
 from chalicelib.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from chalicelib.cache.tiered import TieredCache
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,9 @@ def _build() -> TieredCache:
 
 def new_cache(settings: Settings) -> TieredCache:
     """A cache for the booking API under `settings` (the container's own is `get_cache()`)."""
+    # The cache and redis-py behind it are imported by the first request, not at a cold start.
+    from chalicelib.cache.tiered import TieredCache
+
     cache = TieredCache(settings, declared_freshness(), source_errors=(DatabaseUnavailable,))
     if cache.l2 is not None:
         cache.l2.on_recover = lambda: _replay_quietly(cache)
@@ -58,6 +62,8 @@ def reset_cache() -> None:
 
 
 def _replay_quietly(cache: TieredCache) -> None:
+    from chalicelib.booking.invalidation import replay_outbox
+
     try:
         replay_outbox(cache)
     except Exception:  # noqa: BLE001 - replay is retried by the schedule

@@ -3,15 +3,17 @@ cache with the headers of API.md."""
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from chalice import Response
 
 from chalicelib.auth import Principal
-from chalicelib.cache.keys import CacheKey
-from chalicelib.cache.policies import Policy
-from chalicelib.cache.tiered import CacheResult, TieredCache
 from chalicelib.http import ApiError
+
+if TYPE_CHECKING:
+    from chalicelib.cache.keys import CacheKey
+    from chalicelib.cache.policies import Policy
+    from chalicelib.cache.tiered import CacheResult, TieredCache
 
 _NO_TENANT = "No hospital with this clientId exists."
 

@@ -13,7 +13,6 @@ on the first read (pydantic and the database driver are not needed to import the
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
@@ -24,21 +23,18 @@ from chalicelib.booking.reads import ReadPlan
 from chalicelib.cache.keys import CacheKey, KeySpace
 from chalicelib.cache.policies import Freshness
 from chalicelib.http import ApiError
+from chalicelib.lazy import lazy_module
 
 if TYPE_CHECKING:
+    from chalicelib.booking import models, queries
     from chalicelib.booking.models import AppointmentListQuery
     from chalicelib.cache.tiered import TieredCache
+else:
+    models = lazy_module("chalicelib.booking.models", globals())
+    queries = lazy_module("chalicelib.booking.queries", globals())
 
 Loader = Callable[[], Optional[str]]
 Query = Any  # a validated query model of chalicelib.booking.models (all carry clientId)
-
-
-def _models() -> Any:
-    return importlib.import_module("chalicelib.booking.models")
-
-
-def _queries() -> Any:
-    return importlib.import_module("chalicelib.booking.queries")
 
 
 def _nothing_hot(tenant: int, today: dt.date) -> tuple[()]:
@@ -77,7 +73,6 @@ class CachedResource:
     def plan(self, cache: TieredCache, principal: Principal, params: Mapping[str, str]) -> ReadPlan:
         """Validate the query, check the caller's tenant and role, narrow it for the caller:
         the plan of this read through `cache`."""
-        models = _models()
         query = models.parse(getattr(models, self.query), params)
         require_tenant(principal, query.clientId)
         if self.roles:
@@ -106,55 +101,55 @@ def _list_scopes(q: AppointmentListQuery) -> tuple[str, ...]:
 
 
 def _the_tenant(tenant: int, today: dt.date) -> tuple[Query, ...]:
-    return (_models().TenantQuery(clientId=tenant),)
+    return (models.TenantQuery(clientId=tenant),)
 
 
 def _all_doctors(tenant: int, today: dt.date) -> tuple[Query, ...]:
-    return (_models().DoctorsQuery(clientId=tenant),)
+    return (models.DoctorsQuery(clientId=tenant),)
 
 
 def _today_and_tomorrow(tenant: int, today: dt.date) -> tuple[Query, ...]:
-    return tuple(_models().SlotsQuery(clientId=tenant, date=day) for day in (today, today + dt.timedelta(days=1)))
+    return tuple(models.SlotsQuery(clientId=tenant, date=day) for day in (today, today + dt.timedelta(days=1)))
 
 
 def _search_params(q: Query) -> str:
-    return f"q={_models().normalize_search(q.q)}:n={q.limit}"
+    return f"q={models.normalize_search(q.q)}:n={q.limit}"
 
 
 DASHBOARD = CachedResource(
     name="dashboard", path="/api/dashboard/stats", freshness=Freshness(30.0, 600.0),
-    query="TenantQuery", load=lambda q: _queries().dashboard(q.clientId), roles=STAFF,
+    query="TenantQuery", load=lambda q: queries.dashboard(q.clientId), roles=STAFF,
     params=lambda q: "stats", scopes=lambda q: (scopes.DASHBOARD,),
     invalidated_by="each view refresh (every minute)", hot=_the_tenant)
 
 APPOINTMENTS = CachedResource(
     name="appointments", path="/api/appointments/list", freshness=Freshness(10.0, 300.0, critical=True),
-    query="AppointmentListQuery", load=lambda q: _queries().appointment_list(q), narrow=_own_list,
+    query="AppointmentListQuery", load=lambda q: queries.appointment_list(q), narrow=_own_list,
     params=_list_params, scopes=_list_scopes,
     invalidated_by="every booking, cancel, reschedule and status change of the tenant")
 
 DEPARTMENTS = CachedResource(
     name="departments", path="/api/departments", freshness=Freshness(3600.0, 86400.0),
-    query="TenantQuery", load=lambda q: _queries().departments(q.clientId),
+    query="TenantQuery", load=lambda q: queries.departments(q.clientId),
     params=lambda q: "all", scopes=lambda q: (scopes.CATALOG,),
     invalidated_by="seeding (data changes outside the API)", hot=_the_tenant)
 
 DOCTORS = CachedResource(
     name="doctors", path="/api/doctors", freshness=Freshness(3600.0, 86400.0),
-    query="DoctorsQuery", load=lambda q: _queries().doctors(q),
+    query="DoctorsQuery", load=lambda q: queries.doctors(q),
     params=lambda q: f"dep={q.departmentId or ''}", scopes=lambda q: (scopes.CATALOG,),
     invalidated_by="seeding", hot=_all_doctors)
 
 SLOTS = CachedResource(
     name="slots", path="/api/slots/available", freshness=Freshness(15.0, 300.0, critical=True),
-    query="SlotsQuery", load=lambda q: _queries().free_slots(q),
+    query="SlotsQuery", load=lambda q: queries.free_slots(q),
     params=lambda q: f"{q.date}:dep={q.departmentId or ''}:doc={q.doctorId or ''}",
     scopes=lambda q: (scopes.slots_scope(q.date, q.doctorId),),
     invalidated_by="every booking, cancel and reschedule of that day", hot=_today_and_tomorrow)
 
 PATIENTS = CachedResource(
     name="patients", path="/api/patients", freshness=Freshness(30.0, 300.0),
-    query="PatientsQuery", load=lambda q: _queries().patients(q), roles=STAFF,
+    query="PatientsQuery", load=lambda q: queries.patients(q), roles=STAFF,
     params=_search_params, scopes=lambda q: (scopes.PATIENTS,),
     invalidated_by="seeding")
 

@@ -25,8 +25,6 @@ import threading
 import time
 from typing import Any, Optional
 
-from redis.exceptions import RedisError
-
 from chalicelib.cache import histogram
 from chalicelib.cache.stats import COUNTERS
 
@@ -133,6 +131,8 @@ class Publisher:
             pipe.zadd(index_key(namespace), {CONTAINER_ID: now})
             pipe.zremrangebyscore(index_key(namespace), "-inf", now - 10 * ttl_ms / 1000.0)
             pipe.pexpire(index_key(namespace), 10 * ttl_ms)
+            from redis.exceptions import RedisError  # loaded with the cache: not at a cold start
+
             try:
                 pipe.execute()
             except (RedisError, OSError) as exc:
@@ -184,6 +184,8 @@ def read(cache: Any, own: dict[str, Any]) -> FleetRead:
     if l2.breaker.tripped:
         return FleetRead(None, f"Redis is unavailable (breaker {l2.breaker.state}): this container's figures only")
     namespace = cache.keys.namespace
+    from redis.exceptions import RedisError
+
     try:
         ids = [i.decode() for i in l2.client.zrange(index_key(namespace), 0, -1)]
         others = [i for i in ids if i != CONTAINER_ID]

@@ -30,19 +30,8 @@ from typing import Any, Callable, Iterator, TypeVar
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
+from chalicelib.db.errors import DatabaseUnavailable, PoolExhausted, WriteOutcomeUnknown
 from chalicelib.settings import DatabaseSettings, get_settings, reload_settings
-
-
-class DatabaseUnavailable(Exception):
-    """PostgreSQL could not be reached or the connection broke twice."""
-
-
-class WriteOutcomeUnknown(DatabaseUnavailable):
-    """The connection broke after a write was sent: it may or may not have been committed."""
-
-
-class PoolExhausted(DatabaseUnavailable):
-    """Every pooled connection stayed busy for the whole wait."""
 
 
 T = TypeVar("T")
