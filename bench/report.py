@@ -202,8 +202,8 @@ def markdown(r: dict[str, Any], verdicts: list[dict[str, Any]], png_name: str) -
               f" (target 2x); statuses {b['statuses']}."]
         if "txn_only" in b:
             L.append("")
-            L.append(f"Breakdown: the booking transaction alone (`commands.book`: BEGIN; the INSERT ... ON CONFLICT CTE;"
-                     f" COMMIT) p50 {_f(b['txn_only']['p50_us'])} = {b['txn_only']['p50_us'] / b['floor_insert_txn']['p50_us']:.2f}x"
+            L.append(f"Breakdown: the booking transaction alone (`commands.book`: one prepared INSERT ... ON CONFLICT"
+                     f" statement in autocommit, one round trip) p50 {_f(b['txn_only']['p50_us'])} = {b['txn_only']['p50_us'] / b['floor_insert_txn']['p50_us']:.2f}x"
                      f" the bare INSERT; the rest of the request (auth, validation, cache invalidation in Redis,"
                      f" response) {_f(b['booking']['p50_us'] - b['txn_only']['p50_us'])}.")
     c = r.get("coldstart")
