@@ -22,7 +22,7 @@ import time
 from typing import Optional, Sequence
 
 from redis.connection import Connection, SSLConnection
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from chalicelib.cache import redis_seam
 from chalicelib.cache.breaker import CircuitBreaker
@@ -169,35 +169,33 @@ class InvalidationTracker:
             return DrainResult(keys, reset)
 
     def create_versions(self, version_keys: Sequence[str]) -> Optional[list[bytes]]:
-        """Current values of `version_keys`, creating the missing ones with a fresh token
-        (`SET key token NX GET` each, pipelined), written on the tracking connection so the
-        creation is not echoed back (NOLOOP; Redis ignores NOLOOP for writes inside scripts,
-        hence no Lua here). None when not connected or the command failed; a broken
-        connection is dropped, and the next drain reports a reset."""
+        """Current values of `version_keys`, creating the missing ones with a fresh token,
+        written on the tracking connection so the creation is not echoed back (NOLOOP).
+        One MULTI of `SET key token NX` and `GET key` per key: Redis ignores NOLOOP for
+        writes inside a Lua script, and `SET ... NX GET` needs Redis 7. None when not
+        connected or the command failed; a broken connection is dropped, and the next
+        drain reports a reset."""
         with self._lock:
             conn = self._conn
             if conn is None:
                 return None
-            tokens = [new_token() for _ in version_keys]
+            commands: list[tuple[str, ...]] = [("MULTI",)]
+            for key in version_keys:
+                commands += [("SET", key, new_token(), "NX"), ("GET", key)]
+            commands.append(("EXEC",))
             try:
-                conn.send_packed_command(conn.pack_commands(
-                    [("SET", key, token, "NX", "GET") for key, token in zip(version_keys, tokens)]))
+                conn.send_packed_command(conn.pack_commands(commands))
                 if self._ping_sent_at is not None:
                     conn.read_response()  # the PONG of the keep-alive PING sent by a drain
                     self._ping_sent_at = None
-                values, refused = [], False
-                for token in tokens:  # pushes read on the way go to _on_push
-                    try:
-                        old = conn.read_response()
-                    except ResponseError:  # e.g. a Redis older than 7.0 (no NX with GET)
-                        refused = True
-                        continue
-                    values.append(token.encode() if old is None else old)
-                return None if refused else values
-            except (RedisError, OSError):
+                for _ in commands[:-1]:  # OK, then QUEUED per command; pushes go to _on_push
+                    conn.read_response()
+                replies = conn.read_response()
+            except (RedisError, OSError):  # an error reply too: the stream may be out of step
                 self._drop()
                 self._pending.clear()
                 return None
+            return list(replies[1::2])
 
     def close(self) -> None:
         """Drop the connection (tests, shutdown)."""
