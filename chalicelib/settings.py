@@ -76,6 +76,7 @@ class RedisSettings:
     read_timeout_s: float = 0.05
     breaker_failures: int = 3
     breaker_cooldown_s: float = 5.0
+    cluster: bool = False  # REDIS_CLUSTER=1: the URL names any node of a Redis Cluster
 
 
 @dataclass(frozen=True)
@@ -263,6 +264,8 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, st
                 redis_kwargs[field_name] = conv(merged[key])
         if merged.get("REDIS_TLS"):
             redis_kwargs["tls"] = _bool(merged["REDIS_TLS"])
+    if merged.get("REDIS_CLUSTER"):
+        redis_kwargs["cluster"] = _bool(merged["REDIS_CLUSTER"])
     for key, field_name, conv in (
         ("REDIS_CONNECT_TIMEOUT", "connect_timeout_s", float),
         ("REDIS_READ_TIMEOUT", "read_timeout_s", float),

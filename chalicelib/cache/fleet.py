@@ -1,6 +1,7 @@
 """Fleet statistics in Redis: each container publishes its snapshot, any container sums them.
 
-Storage (all keys share the `{fleet}` hash tag, so MGET stays legal on Redis Cluster):
+Storage (all keys share the `{fleet}` hash tag, so the MGET and the pipeline touch one slot
+on Redis Cluster; tests/unit/test_cluster_keys.py checks it):
 
     {ns}:stats:{fleet}          sorted set: container id -> time of its last publish
     {ns}:stats:{fleet}:<id>     that container's snapshot (JSON), expiring STATS_EXPIRY s
@@ -126,13 +127,19 @@ class Publisher:
             snap = container_snapshot(cache)
             ttl_ms = max(1, int(expiry_s() * 1000))
             now = snap["at"]
-            pipe = l2.client.pipeline(transaction=False)
+            from redis.exceptions import RedisError  # loaded with the cache: not at a cold start
+
+            try:
+                pipe = l2.client.pipeline(transaction=False)
+            except (RedisError, OSError) as exc:  # a cluster client not built yet: no node answers
+                l2.breaker.failure()
+                self.errors += 1
+                self.last_error = type(exc).__name__
+                return False
             pipe.set(snapshot_key(namespace, CONTAINER_ID), json.dumps(snap, separators=(",", ":")), px=ttl_ms)
             pipe.zadd(index_key(namespace), {CONTAINER_ID: now})
             pipe.zremrangebyscore(index_key(namespace), "-inf", now - 10 * ttl_ms / 1000.0)
             pipe.pexpire(index_key(namespace), 10 * ttl_ms)
-            from redis.exceptions import RedisError  # loaded with the cache: not at a cold start
-
             try:
                 pipe.execute()
             except (RedisError, OSError) as exc:

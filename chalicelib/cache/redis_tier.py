@@ -59,8 +59,14 @@ def new_token() -> str:
     return f"{time.time_ns():x}{secrets.token_hex(4)}"
 
 
-def make_client(settings: RedisSettings, **extra: object) -> redis.Redis:
-    """A redis-py client with short timeouts and no hidden retries."""
+def make_client(settings: RedisSettings, on_topology_change: Optional[Callable[[], None]] = None,
+                **extra: object) -> redis.Redis:
+    """A redis-py client with short timeouts and no hidden retries. With `settings.cluster`
+    a RedisCluster (seeded from the one node the URL names; redirections are followed, no
+    command is retried after an error), and `on_topology_change` is called whenever it sees
+    the topology move (a slots refresh, a MOVED that changed an owner, an ASK)."""
+    if settings.cluster:
+        return make_cluster_client(settings, on_topology_change)  # type: ignore[return-value]
     return redis.Redis(
         host=settings.host, port=settings.port, db=settings.db,
         username=settings.username, password=settings.password, ssl=settings.tls,
@@ -69,18 +75,65 @@ def make_client(settings: RedisSettings, **extra: object) -> redis.Redis:
     )
 
 
+def make_cluster_client(settings: RedisSettings,
+                        on_topology_change: Optional[Callable[[], None]] = None) -> "redis.RedisCluster":
+    """RedisCluster with the same timeouts as the single-node client and retries off."""
+    from redis.cluster import RedisCluster
+
+    from chalicelib.cache import redis_seam
+
+    client = RedisCluster(
+        host=settings.host, port=settings.port, username=settings.username, password=settings.password,
+        ssl=settings.tls, socket_connect_timeout=settings.connect_timeout_s,
+        socket_timeout=settings.read_timeout_s, retry=Retry(NoBackoff(), 0),
+        event_dispatcher=redis_seam.topology_dispatcher(on_topology_change),
+    )
+    if on_topology_change is not None:
+        redis_seam.watch_ask(client, on_topology_change)
+    return client
+
+
 class RedisTier:
     """Shared cache storage in Redis, guarded by a circuit breaker."""
 
-    def __init__(self, settings: RedisSettings, stats: TierStats) -> None:
+    def __init__(self, settings: RedisSettings, stats: TierStats,
+                 on_topology_change: Optional[Callable[[], None]] = None) -> None:
         self.settings = settings
         self.stats = stats
+        # One breaker for the whole of Redis, also on a cluster (docs/caching.md, "Redis
+        # Cluster"): `available` feeds container-wide decisions (the L1 verdict, tracking).
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
-        self.client = make_client(settings)
-        self._set_if_versions = self.client.register_script(_SET_IF_VERSIONS)
-        self._get_or_init = self.client.register_script(_GET_OR_INIT_VERSIONS)
-        self._release = self.client.register_script(_RELEASE_LOCK)
+        self._on_topology_change = on_topology_change
+        self._client: Optional[redis.Redis] = None
+        if not settings.cluster:  # redis.Redis connects lazily; RedisCluster at construction
+            self._build()
         self.on_recover: Optional[Callable[[], None]] = None
+
+    def _build(self) -> redis.Redis:
+        client = make_client(self.settings, self._on_topology_change)
+        self._set_if_versions = client.register_script(_SET_IF_VERSIONS)
+        self._get_or_init = client.register_script(_GET_OR_INIT_VERSIONS)
+        self._release = client.register_script(_RELEASE_LOCK)
+        self._client = client
+        return client
+
+    @property
+    def client(self) -> redis.Redis:
+        """The redis-py client. A RedisCluster asks a node for the slots when built, so it is
+        built on first use; until a node answers this raises redis.ConnectionError."""
+        client = self._client
+        if client is not None:
+            return client
+        try:
+            return self._build()
+        except RedisError:
+            raise
+        except Exception as exc:  # RedisClusterException is no RedisError
+            raise redis.ConnectionError(f"no Redis Cluster node answered: {exc}") from exc
+
+    def _script(self, name: str) -> Callable[..., object]:
+        self.client  # noqa: B018 - builds the client (and its scripts) on first use
+        return getattr(self, name)
 
     @property
     def available(self) -> bool:
@@ -110,13 +163,13 @@ class RedisTier:
     def init_versions(self, version_keys: Sequence[str]) -> Optional[list[bytes]]:
         """Current values of `version_keys`, creating the missing ones; None if unavailable."""
         tokens = [new_token() for _ in version_keys]
-        return self._call(lambda: self._get_or_init(keys=list(version_keys), args=tokens), None)
+        return self._call(lambda: self._script('_get_or_init')(keys=list(version_keys), args=tokens), None)
 
     def store(self, version_keys: Sequence[str], versions: Sequence[str], body_key: str,
               payload: bytes, ttl_ms: int) -> bool:
         """Store `payload` under `body_key` if every version is unchanged; True if stored."""
         return bool(self._call(
-            lambda: self._set_if_versions(keys=[*version_keys, body_key], args=[*versions, payload, ttl_ms]),
+            lambda: self._script('_set_if_versions')(keys=[*version_keys, body_key], args=[*versions, payload, ttl_ms]),
             0))
 
     def try_lock(self, lock_key: str, ttl_ms: int) -> Optional[str]:
@@ -131,7 +184,7 @@ class RedisTier:
 
     def unlock(self, lock_key: str, token: str) -> None:
         """Release a lock this caller holds."""
-        self._call(lambda: self._release(keys=[lock_key], args=[token]), 0)
+        self._call(lambda: self._script('_release')(keys=[lock_key], args=[token]), 0)
 
     def bump(self, version_keys: Sequence[str]) -> Optional[dict[str, str]]:
         """Give each version key a fresh value; returns them, or None if Redis is unavailable."""
@@ -141,9 +194,16 @@ class RedisTier:
 
     def ping(self) -> bool:
         """Is Redis answering now?"""
-        return bool(self._call(self.client.ping, False))
+        return bool(self._call(lambda: self.client.ping(), False))
 
     def memory_used(self) -> Optional[int]:
         """Redis `used_memory` in bytes, if available."""
+        if self.settings.cluster:  # the sum over every primary
+            per_node = self._call(lambda: self.client.info("memory", target_nodes="primaries"), None)
+            if not per_node:
+                return None
+            if "used_memory" in per_node:  # one primary: redis-py returns its reply as is
+                return int(per_node["used_memory"])
+            return sum(int(part["used_memory"]) for part in per_node.values())
         info = self._call(lambda: self.client.info("memory"), None)
         return int(info["used_memory"]) if info else None

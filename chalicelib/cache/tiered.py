@@ -66,7 +66,16 @@ class TieredCache:
         self.l1 = MemoryTier(self.config.l1_max_entries, self.config.l1_max_bytes)
         self.l2: Optional[RedisTier] = None
         self.tracker: Optional[InvalidationTracker] = None
-        if settings.redis.enabled:
+        if settings.redis.enabled and settings.redis.cluster:
+            # One tracking connection per primary; the cluster client reports topology moves.
+            from chalicelib.cache.cluster_tracking import ClusterTracker, primaries_of
+
+            tracker = ClusterTracker(settings.redis, self.keys.version_prefix, self.config.tracking_idle_bound_s)
+            self.l2 = RedisTier(settings.redis, self.stats.l2, on_topology_change=tracker.topology_changed)
+            client = self.l2.client
+            tracker.discover = lambda: primaries_of(client)
+            self.tracker = tracker  # type: ignore[assignment]
+        elif settings.redis.enabled:
             self.l2 = RedisTier(settings.redis, self.stats.l2)
             self.tracker = InvalidationTracker(settings.redis, self.keys.version_prefix,
                                                self.config.tracking_idle_bound_s)
