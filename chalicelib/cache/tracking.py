@@ -22,7 +22,7 @@ import time
 from typing import Optional, Sequence
 
 from redis.connection import Connection, SSLConnection
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from chalicelib.cache import redis_seam
 from chalicelib.cache.breaker import CircuitBreaker
@@ -169,35 +169,53 @@ class InvalidationTracker:
             return DrainResult(keys, reset)
 
     def create_versions(self, version_keys: Sequence[str]) -> Optional[list[bytes]]:
-        """Current values of `version_keys`, creating the missing ones with a fresh token,
-        written on the tracking connection so the creation is not echoed back (NOLOOP).
-        One MULTI of `SET key token NX` and `GET key` per key: Redis ignores NOLOOP for
-        writes inside a Lua script, and `SET ... NX GET` needs Redis 7. None when not
-        connected or the command failed; a broken connection is dropped, and the next
+        """Current values of `version_keys`, creating the missing ones, written on the
+        tracking connection so the creation is not echoed back (see `create_on`). None when
+        not connected or the command failed; a broken connection is dropped, and the next
         drain reports a reset."""
         with self._lock:
             conn = self._conn
             if conn is None:
                 return None
-            commands: list[tuple[str, ...]] = [("MULTI",)]
-            for key in version_keys:
-                commands += [("SET", key, new_token(), "NX"), ("GET", key)]
-            commands.append(("EXEC",))
             try:
-                conn.send_packed_command(conn.pack_commands(commands))
-                if self._ping_sent_at is not None:
-                    conn.read_response()  # the PONG of the keep-alive PING sent by a drain
-                    self._ping_sent_at = None
-                for _ in commands[:-1]:  # OK, then QUEUED per command; pushes go to _on_push
-                    conn.read_response()
-                replies = conn.read_response()
-            except (RedisError, OSError):  # an error reply too: the stream may be out of step
+                values = create_on(conn, version_keys, pong_first=self._ping_sent_at is not None)
+            except ResponseError:
+                return None  # every reply was read: the connection is still in step
+            except (RedisError, OSError):
                 self._drop()
                 self._pending.clear()
                 return None
-            return list(replies[1::2])
+            self._ping_sent_at = None
+            return values
 
     def close(self) -> None:
         """Drop the connection (tests, shutdown)."""
         with self._lock:
             self._drop()
+
+
+def create_on(conn: Connection, version_keys: Sequence[str], pong_first: bool) -> list[bytes]:
+    """Create the missing `version_keys` with fresh tokens on a tracking connection and
+    return every key's value. One pipelined MULTI of `SET key token NX` and `GET key` per
+    key: NOLOOP keeps the creation from being pushed back to this connection (Redis ignores
+    NOLOOP for writes inside a Lua script, and `SET ... NX GET` needs Redis 7). With
+    `pong_first`, the PONG of an earlier keep-alive PING is read first. Pushes read on the
+    way go to the connection's push handler. Every reply is read before the first error
+    reply (a MOVED, say) is raised, so the connection stays in step."""
+    commands: list[tuple[str, ...]] = [("MULTI",)]
+    for key in version_keys:
+        commands += [("SET", key, new_token(), "NX"), ("GET", key)]
+    commands.append(("EXEC",))
+    conn.send_packed_command(conn.pack_commands(commands))
+    if pong_first:
+        conn.read_response()
+    error: Optional[ResponseError] = None
+    reply = None
+    for _ in commands:  # OK, QUEUED per command, then EXEC's array
+        try:
+            reply = conn.read_response()
+        except ResponseError as exc:
+            error = error or exc
+    if error is not None:
+        raise error
+    return list(reply[1::2])  # type: ignore[index]
