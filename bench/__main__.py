@@ -1,9 +1,11 @@
 """python -m bench [--quick | --full]: floors, tiers, before/after on the large dataset,
-multi-process workload with staleness checks, Redis health, HTTP, peers, booking, cold start.
+multi-process workload with staleness checks (also on a private Redis Cluster), Redis health,
+HTTP, peers, booking, cold start.
 
 Creates its own databases (hb_bench_small, fresh each run; hb_bench_large, seeded once and
 reused) and its own Redis namespace (deleted at the end). Writes bench/results/<stamp>.json,
-.md and .png and copies the report to bench/results/latest.md / latest.png. Prints one
+.md and .png; a run of every section (no --only) also copies the report to
+bench/results/latest.md / latest.png and writes its targets into the README. Prints one
 PASS/FAIL line per target; the exit status is 1 if any target failed.
 """
 from __future__ import annotations
@@ -32,7 +34,8 @@ PROFILES = {
                  redis_n=10000, http_threads=2, http_s=20.0, peer_mem=100000, peer_redis=10000, booking=1500,
                  cold_runs=15),
 }
-SECTIONS = ("floors", "tiers", "peers", "redis", "booking", "coldstart", "http", "workload", "large", "fleet")
+SECTIONS = ("floors", "tiers", "peers", "redis", "booking", "coldstart", "http", "workload", "cluster", "large",
+            "fleet")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     results: dict[str, Any] = {"meta": {
-        "mode": profile_name, "timestamp": stamp, "cpus": os.cpu_count(), "python": platform.python_version(),
+        "mode": profile_name, "complete": only == set(SECTIONS), "timestamp": stamp, "cpus": os.cpu_count(), "python": platform.python_version(),
         "chalice": chalice.__version__, "redis_py": redis.__version__, "pg8000": pg8000.__version__,
         "loadavg_start": [round(x, 2) for x in os.getloadavg()], "profile": p, "notes": []}}
     errors: dict[str, str] = {}
@@ -125,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             p["n"], 3.0 if profile_name == "quick" else 10.0))
         results["workload"] = section("workload", lambda: __import__("bench.workload", fromlist=["x"]).run(
             small, namespace, p["processes"], p["duration"], p["warmup"]))
+        results["workload_cluster"] = section("cluster", lambda: __import__("bench.workload", fromlist=["x"]).run_on_cluster(
+            small, common.new_namespace(), p["processes"], p["duration"], p["warmup"]))
 
         def large() -> Any:
             info = common.ensure_large()
@@ -151,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench import report
 
     verdicts, md_path = report.write(results)
-    common.say(f"report: {md_path} (and bench/results/latest.md, latest.png); {results['meta']['elapsed_s']:.0f} s in all")
+    copied = " (and bench/results/latest.md, latest.png, README)" if results["meta"]["complete"] else ""
+    common.say(f"report: {md_path}{copied}; {results['meta']['elapsed_s']:.0f} s in all")
     for v in verdicts:
         print(f"{v['status']}  {v['target']}: {v['detail']}", flush=True)
     for name, err in errors.items():

@@ -73,6 +73,14 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
             f"{w['queries_cached']} vs {w['queries_uncached']} = {w['query_reduction']:.2%} fewer")
         add("workload 0 staleness violations", w["violations"] == 0,
             f"{w['violations']} violations in {w['staleness_checks']} checked reads")
+    for key in ("workload_cluster", "workload_replica"):
+        other = r.get(key)
+        if other:
+            add(f"workload on {other['setup']}: hit rate >= 95%, 0 staleness violations",
+                other["hit_rate"] >= 0.95 and other["violations"] == 0,
+                f"{other['hit_rate']:.2%} (L1 {other['l1_rate']:.2%}, L2 {other['l2_rate']:.2%}, DB {other['db_rate']:.2%});"
+                f" {other['violations']} violations in {other['staleness_checks']} checked reads;"
+                f" {other['throughput_rps']:.0f} req/s; errors {other['errors'] or 'none'}")
     h = r.get("http")
     if h:
         floor_note = (f"; http.server floor (same body and headers) p50 {_f(h['floor']['p50_us'])}:"
@@ -158,6 +166,14 @@ def markdown(r: dict[str, Any], verdicts: list[dict[str, Any]], png_name: str) -
               f" **{w['violations']} violations** (confirmed against PostgreSQL); invalidation pushes received {w['invalidations_received']:,}; lock waits {w['lock_waits']}"]
         if w["violation_samples"]:
             L.append(f"- violation samples: `{json.dumps(w['violation_samples'][:3])}`")
+    for key in ("workload_cluster", "workload_replica"):
+        other = r.get(key)
+        if other:
+            L += ["", f"Same workload on {other['setup']}: {other['requests']:,} requests ({other['throughput_rps']:.0f}/s),"
+                      f" X-Cache {other['sources']} -> hit rate **{other['hit_rate']:.2%}**; p50 {_f(other['latency']['p50_us'])},"
+                      f" p99 {_f(other['latency']['p99_us'])}; {other['staleness_checks']:,} reads checked,"
+                      f" **{other['violations']} violations**; writes {other['writes']}; errors {other['errors'] or 'none'}"
+                      + (f"; {other['note']}" if other.get("note") else "")]
     rh = r.get("redis_health")
     if rh:
         L += ["", f"## 5. Redis health: grade **{rh['grade']}** (Redis {rh['redis_version']}, breaker {rh['breaker']}, errors {rh['errors']})", "",
@@ -310,6 +326,8 @@ def write(r: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     md = markdown(r, verdicts, "latest.png")
     with open(base + ".md", "w") as fh:
         fh.write(md.replace("(latest.png)", f"({stamp}.png)"))
+    if not r["meta"].get("complete"):  # --only runs leave latest.* and the README alone
+        return verdicts, base + ".md"
     with open(os.path.join(RESULTS, "latest.md"), "w") as fh:
         fh.write(md)
     if os.path.exists(png):

@@ -305,6 +305,18 @@ def _worker(idx: int, env: dict[str, str], info: dict[str, Any], ns: str, warmup
     truth.close()
 
 
+def run_on_cluster(database: str, namespace: str, processes: int, duration_s: float,
+                   warmup_s: float) -> dict[str, Any]:
+    """The same workload with the app's L2 on a private three-primary Redis Cluster."""
+    from tests.helpers_cluster import running_cluster
+
+    with running_cluster() as cluster:
+        out = run(database, namespace, processes, duration_s, warmup_s,
+                  app_env={"REDIS_URL": cluster.url, "REDIS_CLUSTER": "1"})
+    out["setup"] = "Redis Cluster, 3 primaries (local, private ports)"
+    return out
+
+
 def _xact(database: str) -> int:
     conn = common.connect("postgres")
     try:
@@ -316,12 +328,14 @@ def _xact(database: str) -> int:
 
 
 def run(database: str, namespace: str, processes: int, duration_s: float, warmup_s: float,
-        break_invalidation: bool = False) -> dict[str, Any]:
+        break_invalidation: bool = False, app_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The workload against `database`; `app_env` overrides the app's environment (another
+    Redis, a Redis Cluster, a read replica). The checker's records stay in the bench's Redis."""
     info = world(database)
     info["tenants"] = {str(k): v for k, v in info["tenants"].items()}
     env = {"DATABASE_URL": common.database_url(database), "REDIS_URL": common.REDIS_URL,
            "AUTH_SECRET": common.AUTH_SECRET, "CACHE_NAMESPACE": namespace, "BENCH_DB": database,
-           "BENCH_BREAK_INVALIDATION": "1" if break_invalidation else "0"}
+           "BENCH_BREAK_INVALIDATION": "1" if break_invalidation else "0", **(app_env or {})}
     ctx = mp.get_context("spawn")
     ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     procs = [ctx.Process(target=_worker, args=(i, env, info, namespace, warmup_s, duration_s, ready, go, results),
