@@ -314,10 +314,11 @@ class TieredCache:
             self.l1.drop_depending_on(version_keys)
         return told or self.l2 is None
 
-    def bump_keys(self, version_keys: Iterable[str]) -> bool:
-        """Bump already-built version keys (outbox replay); True when Redis took them."""
+    def bump_keys(self, version_keys: Iterable[str], ticket: str = "") -> bool:
+        """Bump already-built version keys (outbox replay), carrying `ticket`; True when
+        Redis took them."""
         keys = list(version_keys)
-        return self.l2 is not None and self.l2.bump(keys) is not None
+        return self.l2 is not None and self.l2.bump(keys, ticket) is not None
 
     # -- operations --------------------------------------------------------------------
     def clear_l1(self) -> None:
