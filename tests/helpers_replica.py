@@ -124,7 +124,8 @@ class PrimaryAndReplica:
 
     def replayed(self, lsn: str) -> bool:
         assert self.replica is not None
-        return bool(self.replica.sql("SELECT pg_last_wal_replay_lsn() >= CAST(:l AS pg_lsn)", l=lsn)[0][0])
+        return bool(self.replica.sql("SELECT pg_last_wal_replay_lsn() >= CAST(:l AS pg_lsn)",
+                                     database="postgres", l=lsn)[0][0])
 
     def wait_caught_up(self, timeout: float = 30.0) -> None:
         """Until the replica has replayed everything the primary wrote so far."""
@@ -142,19 +143,20 @@ class PrimaryAndReplica:
 
     def pause_replay(self) -> None:
         assert self.replica is not None
-        self.replica.sql("SELECT pg_wal_replay_pause()")
+        self.replica.sql("SELECT pg_wal_replay_pause()", database="postgres")
         deadline = time.monotonic() + 10
-        while self.replica.sql("SELECT pg_get_wal_replay_pause_state()")[0][0] != "paused":
+        while self.replica.sql("SELECT pg_get_wal_replay_pause_state()", database="postgres")[0][0] != "paused":
             if time.monotonic() > deadline:
                 raise TimeoutError("replay did not pause")
             time.sleep(0.01)
 
     def resume_replay(self) -> None:
         assert self.replica is not None
-        self.replica.sql("SELECT pg_wal_replay_resume()")
+        self.replica.sql("SELECT pg_wal_replay_resume()", database="postgres")
 
     def replica_transactions(self) -> int:
-        """Committed transactions of the app's database as counted on the replica itself."""
+        """Committed transactions of the app's database, as the replica counted them itself
+        (read from the `postgres` database, so reading them adds none)."""
         assert self.replica is not None
         return int(self.replica.sql("SELECT xact_commit FROM pg_stat_database WHERE datname = :d",
                                     database="postgres", d=DATABASE)[0][0])

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextvars import ContextVar
 from typing import Any, Optional
 
 from chalicelib.cache.tickets import fill_ticket
@@ -102,6 +103,15 @@ class ReplicaState:
 
 
 state = ReplicaState()
+# Where this context's last loader query read, with a replica configured: "replica" or
+# "primary" ("" without one); the answer's Server-Timing names it.
+_LAST_SOURCE: ContextVar[str] = ContextVar("hb_read_source", default="")
+
+
+def last_source() -> str:
+    """"replica" or "primary": where this context's last loader query read ("" when no
+    replica is configured)."""
+    return _LAST_SOURCE.get()
 
 
 def scalar(sql: str, **params: Any) -> Any:
@@ -117,6 +127,7 @@ def run(sql: str, **params: Any) -> list[list[Any]]:
     if replica is None:
         return db.run(sql, **params)
     rows = _on_replica(replica, sql, params)
+    _LAST_SOURCE.set("primary" if rows is None else "replica")
     return db.run(sql, **params) if rows is None else rows
 
 
