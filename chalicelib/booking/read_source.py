@@ -111,7 +111,7 @@ _LAST_SOURCE: ContextVar[str] = ContextVar("hb_read_source", default="")
 def last_source() -> str:
     """"replica" or "primary": where this context's last loader query read ("" when no
     replica is configured)."""
-    return _LAST_SOURCE.get()
+    return _LAST_SOURCE.get() if db.replica_pool() is not None else ""
 
 
 def scalar(sql: str, **params: Any) -> Any:
