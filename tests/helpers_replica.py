@@ -9,6 +9,7 @@ and is safe to call twice or after a half-done start.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import pwd
@@ -79,6 +80,7 @@ class PrimaryAndReplica:
         self.base = tempfile.mkdtemp(prefix="hb-replica-")
         self.primary: Optional[Server] = None
         self.replica: Optional[Server] = None
+        atexit.register(self.close)  # also when the test session is interrupted
 
     def start(self) -> "PrimaryAndReplica":
         postgres = pwd.getpwnam("postgres")
@@ -162,6 +164,8 @@ class PrimaryAndReplica:
                                     database="postgres", d=DATABASE)[0][0])
 
     def close(self) -> None:
+        """Stop both servers (immediately: nothing here is worth a checkpoint) and remove
+        their directories; safe to repeat."""
         for server in (self.replica, self.primary):
             if server is not None:
                 with contextlib.suppress(Exception):

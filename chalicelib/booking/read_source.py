@@ -103,6 +103,12 @@ class ReplicaState:
 
 
 state = ReplicaState()
+
+
+def reset_state() -> None:
+    """Forget the replica's breaker and counts (after the settings changed; tests)."""
+    global state
+    state = ReplicaState()
 # Where this context's last loader query read, with a replica configured: "replica" or
 # "primary" ("" without one); the answer's Server-Timing names it.
 _LAST_SOURCE: ContextVar[str] = ContextVar("hb_read_source", default="")
@@ -176,6 +182,8 @@ def replica_health() -> Optional[str]:
     replica = db.replica_pool()
     if replica is None:
         return None
+    if not state.allow():  # left out after a failure: no connect attempt per health check
+        return "down"
     try:
         db.run_on(replica, "SELECT 1")
     except (DatabaseUnavailable, PoolExhausted) as exc:
