@@ -105,6 +105,11 @@ class Settings:
     redis: RedisSettings
     cache: CacheSettings
     auth_secret: str
+    # DATABASE_READ_URL: a read replica for the cached reads' loaders (None: all on `db`);
+    # its unset parts (credentials, TLS, timeouts, pool) are the primary's.
+    db_read: DatabaseSettings | None = None
+    replica_wait_ms: int = 50  # DB_REPLICA_WAIT_MS: how long a fill waits for the replica to replay
+    replica_cooldown_s: float = 5.0  # DB_REPLICA_COOLDOWN: a failed replica is not tried for this long
     auth_max_token_ttl_s: int = 24 * 3600
     patient_max_future_bookings: int = 5
     stage: str = "dev"
@@ -131,7 +136,7 @@ def _bounded_int(text: str, name: str, low: int, high: int) -> int:
     return value
 
 
-def parse_database_url(url: str) -> dict[str, object]:
+def parse_database_url(url: str, name: str = "DATABASE_URL") -> dict[str, object]:
     """Split a postgresql:// URL into DatabaseSettings keyword arguments.
 
     The host may be a Unix socket directory, as libpq accepts it: percent-encoded in the
@@ -141,7 +146,7 @@ def parse_database_url(url: str) -> dict[str, object]:
     override the authority's parts, as in libpq."""
     parsed = urlsplit(url)
     if parsed.scheme not in {"postgres", "postgresql"}:
-        raise ValueError("DATABASE_URL must start with postgresql://")
+        raise ValueError(f"{name} must start with postgresql://")
     userinfo, _, hostport = parsed.netloc.rpartition("@")
     out: dict[str, object] = {}
     if userinfo:
@@ -290,8 +295,16 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, st
         if merged.get(key):
             cache_kwargs[field_name] = conv(merged[key])
 
+    db = DatabaseSettings(**db_kwargs)  # type: ignore[arg-type]
+    db_read = None
+    if merged.get("DATABASE_READ_URL"):
+        db_read = replace(db, **parse_database_url(merged["DATABASE_READ_URL"], "DATABASE_READ_URL"))  # type: ignore[arg-type]
+
     return Settings(
-        db=DatabaseSettings(**db_kwargs),  # type: ignore[arg-type]
+        db=db,
+        db_read=db_read,
+        replica_wait_ms=_bounded_int(merged.get("DB_REPLICA_WAIT_MS", "50"), "DB_REPLICA_WAIT_MS", 0, 10_000),
+        replica_cooldown_s=float(merged.get("DB_REPLICA_COOLDOWN", "5")),
         redis=RedisSettings(**redis_kwargs),  # type: ignore[arg-type]
         cache=CacheSettings(**cache_kwargs),  # type: ignore[arg-type]
         auth_secret=merged.get("AUTH_SECRET", ""),

@@ -135,9 +135,15 @@ def health() -> Response:
         redis_state = "disabled"
     else:
         redis_state = "ok" if current.l2.ping() else "down"
-    status = "ok" if db_state == "ok" and redis_state != "down" else "degraded"
-    return json_response({"status": status, "db": db_state, "redis": redis_state},
-                         status=200 if db_state == "ok" else 503)
+    document = {"status": "ok", "db": db_state, "redis": redis_state}
+    from chalicelib.booking.read_source import replica_health
+
+    replica_state = replica_health()  # None: no DATABASE_READ_URL, the key is left out
+    if replica_state is not None:
+        document["replica"] = replica_state
+    if db_state != "ok" or redis_state == "down" or replica_state == "down":
+        document["status"] = "degraded"
+    return json_response(document, status=200 if db_state == "ok" else 503)
 
 
 def cache_stats(caller: Principal) -> Response:

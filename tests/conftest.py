@@ -77,6 +77,10 @@ def reset_app_state() -> None:
     _reset()
     reset_cache()
     close_all()
+    import sys
+
+    if "chalicelib.booking.read_source" in sys.modules:
+        sys.modules["chalicelib.booking.read_source"].reset_state()
 
 
 def seeded_database(prefix: str = "hb_test") -> str:

@@ -1,7 +1,9 @@
 """Read queries. PostgreSQL builds each JSON body as text, so Python never decodes rows;
 the returned string is the response body and the value the cache stores.
 
-Every function returns None when the tenant does not exist.
+Every function returns None when the tenant does not exist. The cached reads' queries run
+through `read_source` (the read replica when one is configured and has replayed what the
+fill waits for, else the primary); `dashboard_live` and `tenant_today` read the primary.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import datetime as dt
 from typing import Optional
 
 from chalicelib.booking import cursor
+from chalicelib.booking import read_source as source
 from chalicelib.booking.models import AppointmentListQuery, DoctorsQuery, PatientsQuery, SlotsQuery
 from chalicelib.db import connection as db
 from chalicelib.settings import get_settings
@@ -32,7 +35,7 @@ def appointment_json_sql() -> str:
 
 def departments(client_id: int) -> Optional[str]:
     """GET /api/departments: departments with their active doctor counts, by name."""
-    return db.scalar(
+    return source.scalar(
         """SELECT json_build_object('clientId', t.id, 'departments', coalesce((
                SELECT json_agg(json_build_object('id', dep.id, 'name', dep.name,
                         'doctorCount', (SELECT count(*) FROM doctor d WHERE d.tenant_id = dep.tenant_id
@@ -50,7 +53,7 @@ def doctors(query: DoctorsQuery) -> Optional[str]:
     params = {"t": query.clientId}
     if query.departmentId is not None:
         params["dep"] = query.departmentId
-    return db.scalar(
+    return source.scalar(
         f"""SELECT json_build_object('clientId', t.id, 'doctors', coalesce((
                 SELECT json_agg(json_build_object('id', d.id, 'name', d.name,
                          'departmentId', d.department_id, 'specialty', d.specialty) ORDER BY d.name, d.id)
@@ -64,7 +67,7 @@ def patients(query: PatientsQuery) -> Optional[str]:
     """GET /api/patients: name-prefix or record-number matches, both without regard to case
     (`query.q` is already normalized: see `models.normalize_search`)."""
     prefix = query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return db.scalar(
+    return source.scalar(
         """SELECT json_build_object('clientId', t.id, 'patients', coalesce((
                SELECT json_agg(json_build_object('id', m.id, 'name', m.name, 'birthDate', m.birth_date)
                                ORDER BY m.name, m.id)
@@ -87,7 +90,7 @@ def free_slots(query: SlotsQuery) -> Optional[str]:
     if query.doctorId is not None:
         filters += " AND s.doctor_id = :doc"
         params["doc"] = query.doctorId
-    return db.scalar(
+    return source.scalar(
         f"""SELECT json_build_object('clientId', t.id, 'date', :day::date, 'slots', coalesce((
                 SELECT json_agg(json_build_object('slotId', s.id, 'doctorId', s.doctor_id,
                          'departmentId', s.department_id, 'startsAt', s.starts_at, 'endsAt', s.ends_at)
@@ -123,7 +126,7 @@ def appointment_list(query: AppointmentListQuery) -> Optional[str]:
         filters += " AND (a.starts_at, a.id) > (:c_at, :c_id)"
         params["c_at"] = position.starts_at
         params["c_id"] = position.id
-    rows = db.run(
+    rows = source.run(
         f"""WITH page AS (
                 SELECT a.*, row_number() OVER (ORDER BY a.starts_at, a.id) AS rn
                 FROM (SELECT a.* FROM appointment a WHERE a.tenant_id = :t{filters}
@@ -206,7 +209,7 @@ _VIEW_AS_OF = "coalesce((SELECT max(refreshed_at) FROM dashboard_daily v WHERE v
 
 def dashboard(client_id: int) -> Optional[str]:
     """GET /api/dashboard/stats from the materialized view (as fresh as its last refresh)."""
-    return db.scalar(_DASHBOARD_SQL.format(source="SELECT * FROM dashboard_daily", as_of=_VIEW_AS_OF), t=client_id)
+    return source.scalar(_DASHBOARD_SQL.format(source="SELECT * FROM dashboard_daily", as_of=_VIEW_AS_OF), t=client_id)
 
 
 def dashboard_live(client_id: int) -> Optional[str]:

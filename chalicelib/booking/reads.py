@@ -38,6 +38,11 @@ def cached_response(result: CacheResult, if_none_match: Optional[str]) -> Respon
     timing = f'cache;desc="{result.source}";dur={result.elapsed_s * 1000:.3f}'
     if result.db_s:
         timing += f", db;dur={result.db_s * 1000:.3f}"
+        from chalicelib.booking.read_source import last_source  # loaded by the fill already
+
+        where = last_source()
+        if where:  # a read replica is configured: say which server answered
+            timing += f', dbsrc;desc="{where}"'
     max_age = int(entry.fresh_until - time.time())
     headers = {"Content-Type": "application/json", "X-Cache": result.source, "Server-Timing": timing,
                "ETag": entry.etag, "Cache-Control": f"private, max-age={max_age if max_age > 0 else 0}"}

@@ -7,7 +7,6 @@ breaker is open, so callers fall back to L1 and PostgreSQL; `available` says whi
 from __future__ import annotations
 
 import secrets
-import time
 from typing import Callable, Optional, Sequence, TypeVar
 
 import redis
@@ -17,6 +16,7 @@ from redis.retry import Retry
 
 from chalicelib.cache.breaker import CircuitBreaker
 from chalicelib.cache.stats import TierStats
+from chalicelib.cache.tickets import new_token
 from chalicelib.settings import RedisSettings
 
 T = TypeVar("T")
@@ -48,15 +48,32 @@ end
 return out
 """
 
+# KEYS: version keys. ARGV: a fresh base token per key, then the writer's ticket. Each key
+# gets `base.ticket`, where ticket is the higher (as strings) of the writer's and the one
+# the key already carries, so bumps arriving out of commit order never lower a ticket.
+# Returns the values set.
+_BUMP_WITH_TICKET = """
+local n = #KEYS
+local ticket = ARGV[n + 1]
+local out = {}
+for i = 1, n do
+  local old = redis.call('GET', KEYS[i])
+  local t = ticket
+  if old then
+    local held = string.match(old, '%.([^.]*)$')
+    if held and held > t then t = held end
+  end
+  local v = ARGV[i] .. '.' .. t
+  redis.call('SET', KEYS[i], v)
+  out[i] = v
+end
+return out
+"""
+
 _RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-def new_token() -> str:
-    """A fresh, never-repeating version value."""
-    return f"{time.time_ns():x}{secrets.token_hex(4)}"
 
 
 def make_client(settings: RedisSettings, on_topology_change: Optional[Callable[[], None]] = None,
@@ -114,6 +131,7 @@ class RedisTier:
         self._set_if_versions = client.register_script(_SET_IF_VERSIONS)
         self._get_or_init = client.register_script(_GET_OR_INIT_VERSIONS)
         self._release = client.register_script(_RELEASE_LOCK)
+        self._bump_with_ticket = client.register_script(_BUMP_WITH_TICKET)
         self._client = client
         return client
 
@@ -186,11 +204,20 @@ class RedisTier:
         """Release a lock this caller holds."""
         self._call(lambda: self._script('_release')(keys=[lock_key], args=[token]), 0)
 
-    def bump(self, version_keys: Sequence[str]) -> Optional[dict[str, str]]:
-        """Give each version key a fresh value; returns them, or None if Redis is unavailable."""
-        values = {key: new_token() for key in version_keys}
-        ok = self._call(lambda: self.client.mset(values), None)
-        return values if ok else None
+    def bump(self, version_keys: Sequence[str], ticket: str = "") -> Optional[dict[str, str]]:
+        """Give each version key a fresh value (one MSET; with a `ticket`, one script that
+        keeps each key's higher ticket, see tickets.py); returns the values set, or None if
+        Redis is unavailable."""
+        if not ticket:
+            values = {key: new_token() for key in version_keys}
+            ok = self._call(lambda: self.client.mset(values), None)
+            return values if ok else None
+        keys = list(version_keys)
+        bases = [new_token() for _ in keys]
+        got = self._call(lambda: self._script('_bump_with_ticket')(keys=keys, args=[*bases, ticket]), None)
+        if got is None:
+            return None
+        return {key: (v.decode() if isinstance(v, bytes) else str(v)) for key, v in zip(keys, got)}
 
     def ping(self) -> bool:
         """Is Redis answering now?"""

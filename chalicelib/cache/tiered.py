@@ -26,8 +26,9 @@ from chalicelib.cache.errors import CacheUnavailable
 from chalicelib.cache.keys import CacheKey, KeySpace
 from chalicelib.cache.memory import L1Record, MemoryTier
 from chalicelib.cache.policies import Freshness, Policy, policies_from
-from chalicelib.cache.redis_tier import RedisTier, new_token
+from chalicelib.cache.redis_tier import RedisTier
 from chalicelib.cache.stats import CacheStats
+from chalicelib.cache.tickets import filling, new_token
 from chalicelib.cache.tracking import InvalidationTracker
 from chalicelib.cache.verdict import L1Verdict, l1_verdict
 from chalicelib.settings import Settings
@@ -268,7 +269,8 @@ class TieredCache:
         t0 = time.perf_counter()
         entry: Optional[Entry] = None
         try:
-            body = loader()
+            with filling([v for _, v in versions]):  # the loader may ask fill_ticket()
+                body = loader()
             db_s = time.perf_counter() - t0
             if body is not None:
                 entry = Entry.build(body, versions, policy.fresh_for(), policy.stale_s)
@@ -303,15 +305,16 @@ class TieredCache:
         return CacheResult(entry, "STALE", time.perf_counter() - started)
 
     # -- writes ------------------------------------------------------------------------
-    def invalidate(self, tenant: int, scopes: Iterable[str]) -> bool:
-        """Bump the version keys of `scopes` after a commit. This container sees the bump
-        at once; others through tracking. Returns False when Redis could not be told (the
-        caller records the keys for replay)."""
+    def invalidate(self, tenant: int, scopes: Iterable[str], ticket: str = "") -> bool:
+        """Bump the version keys of `scopes` after a commit; the new values carry `ticket`
+        (opaque here, see tickets.py). This container sees the bump at once; others through
+        tracking. Returns False when Redis could not be told (the caller records the keys
+        for replay)."""
         version_keys = [self.keys.version(tenant, s) for s in scopes]
-        values = self.l2.bump(version_keys) if self.l2 is not None else None
+        values = self.l2.bump(version_keys, ticket) if self.l2 is not None else None
         told = values is not None
         if values is None:
-            values = {k: new_token() for k in version_keys}
+            values = {k: new_token(ticket) for k in version_keys}
         self.coherence.bumped(values)
         if not told and self.l2 is not None:
             # Redis is down: the tracker resets local versions on every request while it is
@@ -320,10 +323,11 @@ class TieredCache:
             self.l1.drop_depending_on(version_keys)
         return told or self.l2 is None
 
-    def bump_keys(self, version_keys: Iterable[str]) -> bool:
-        """Bump already-built version keys (outbox replay); True when Redis took them."""
+    def bump_keys(self, version_keys: Iterable[str], ticket: str = "") -> bool:
+        """Bump already-built version keys (outbox replay), carrying `ticket`; True when
+        Redis took them."""
         keys = list(version_keys)
-        return self.l2 is not None and self.l2.bump(keys) is not None
+        return self.l2 is not None and self.l2.bump(keys, ticket) is not None
 
     # -- operations --------------------------------------------------------------------
     def clear_l1(self) -> None:
@@ -339,8 +343,9 @@ class TieredCache:
         raw = self.l2.init_versions(key.versions)
         if raw is None:
             return False
-        body = loader()
+        versions = decode_versions(key.versions, raw)
+        with filling([v for _, v in versions]):
+            body = loader()
         if body is None:
             return False
-        return self._store_l2(key, Entry.build(body, decode_versions(key.versions, raw), policy.fresh_for(),
-                                               policy.stale_s))
+        return self._store_l2(key, Entry.build(body, versions, policy.fresh_for(), policy.stale_s))

@@ -26,7 +26,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from chalicelib.cache import redis_seam
 from chalicelib.cache.breaker import CircuitBreaker
-from chalicelib.cache.redis_tier import new_token
+from chalicelib.cache.tickets import new_token
 from chalicelib.settings import RedisSettings
 
 PING_EVERY_S = 5.0

@@ -24,6 +24,7 @@ import ssl
 import threading
 import time
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -257,10 +258,65 @@ class Pool:
 
 _pool: Pool | None = None
 _pool_lock = threading.Lock()
+_NOT_READ = object()
+_replica: Any = _NOT_READ  # the replica's Pool, None when DATABASE_READ_URL is not set
+# The commit LSN of this context's last write, read after its commit on its own connection
+# (only while a replica is configured); taken by the invalidation that follows the write.
+_COMMIT_LSN: ContextVar[int | None] = ContextVar("hb_commit_lsn", default=None)
+_COMMIT_LSN_SQL = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint"
 
 
 def _open_session() -> Session:
     return Session(connect(), get_settings().db.prepared_statements)
+
+
+def _open_replica_session() -> Session:
+    settings = get_settings().db_read
+    assert settings is not None
+    return Session(_open(settings, None, None), settings.prepared_statements)
+
+
+def replica_pool() -> Pool | None:
+    """This process's pool of read-replica connections, or None when DATABASE_READ_URL is
+    not set (decided on first use; one global read afterwards)."""
+    global _replica
+    current = _replica
+    if current is _NOT_READ:
+        with _pool_lock:
+            if _replica is _NOT_READ:
+                read = get_settings().db_read
+                _replica = None if read is None else Pool(read.pool_size, read.pool_wait_ms / 1000.0,
+                                                          _open_replica_session)
+            current = _replica
+    return current  # type: ignore[no-any-return]
+
+
+def _record_commit_lsn(session: Session) -> bool:
+    """After a commit, with a replica configured: remember the WAL insert position (at or
+    after the commit record's end) for the invalidation's tickets. False if the connection
+    broke (the write is committed; `take_commit_lsn` then reports None)."""
+    if replica_pool() is None:
+        return True
+    try:
+        _COMMIT_LSN.set(int(session.conn.run(_COMMIT_LSN_SQL)[0][0]))
+        return True
+    except Exception:  # noqa: BLE001 - committed already; the caller falls back
+        _COMMIT_LSN.set(None)
+        return False
+
+
+def take_commit_lsn() -> int | None:
+    """The commit LSN recorded by this context's last write (and forget it); None when
+    none was recorded or it could not be read."""
+    lsn = _COMMIT_LSN.get()
+    _COMMIT_LSN.set(None)
+    return lsn
+
+
+def current_wal_lsn() -> int:
+    """The primary's WAL insert position now (any connection: read after a commit returned,
+    it is at or after that commit)."""
+    return int(scalar(_COMMIT_LSN_SQL))
 
 
 def pool() -> Pool:
@@ -279,18 +335,21 @@ def pool() -> Pool:
 def close_all() -> None:
     """Close the pool's idle connections and forget the pool (its size and settings are
     read again on next use): after the settings changed, and in tests."""
-    global _pool
+    global _pool, _replica
     with _pool_lock:
         current, _pool = _pool, None
+        replica, _replica = _replica, _NOT_READ
     if current is not None:
         current.close_idle()
+    if isinstance(replica, Pool):
+        replica.close_idle()
 
 
 @contextmanager
-def borrowed() -> Iterator[Session]:
-    """A pooled connection for the duration of the block; returned broken (closed) when the
-    block fails because the server went away."""
-    current = pool()
+def borrowed(source: Pool | None = None) -> Iterator[Session]:
+    """A pooled connection (of `source`, the primary's pool by default) for the duration of
+    the block; returned broken (closed) when the block fails because the server went away."""
+    current = source or pool()
     session = current.acquire()
     broken = False
     try:
@@ -302,13 +361,13 @@ def borrowed() -> Iterator[Session]:
         current.release(session, broken)
 
 
-def _with_connection(action: Callable[[Session], T]) -> T:
+def _with_connection(action: Callable[[Session], T], source: Pool | None = None) -> T:
     """`action(session)` on a pooled connection: on a fresh one once more if the connection
     was broken, prepare once more if a prepared statement went stale (a migration changed
     a table it reads); a second failure raises `DatabaseUnavailable`."""
     for attempt in (1, 2):
         try:
-            with borrowed() as session:
+            with borrowed(source) as session:
                 return action(session)
         except PoolExhausted:
             raise
@@ -325,6 +384,11 @@ def _with_connection(action: Callable[[Session], T]) -> T:
 def run(sql: str, **params: Any) -> list[list[Any]]:
     """Run one statement in autocommit mode (see `_with_connection` for the retries)."""
     return _with_connection(lambda session: session.execute(sql, **params))
+
+
+def run_on(source: Pool, sql: str, **params: Any) -> list[list[Any]]:
+    """`run` on another pool's connections (the read replica's)."""
+    return _with_connection(lambda session: session.execute(sql, **params), source)
 
 
 def scalar(sql: str, **params: Any) -> Any:
@@ -367,7 +431,9 @@ def write(sql: str, **params: Any) -> list[list[Any]]:
     try:
         for attempt in (1, 2):
             try:
-                return session.execute(sql, **params)
+                rows = session.execute(sql, **params)
+                broken = not _record_commit_lsn(session)
+                return rows
             except Exception as exc:  # noqa: BLE001 - classified below
                 if attempt == 1 and sqlstate(exc) in _STALE_STATEMENT:
                     continue  # refused while planning: nothing was written
@@ -416,6 +482,7 @@ def transaction() -> Iterator[Transaction]:
     try:
         yield Transaction(session)
         session.conn.run("COMMIT")
+        broken = not _record_commit_lsn(session)
     except BaseException as exc:
         try:
             session.conn.run("ROLLBACK")

@@ -17,7 +17,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from chalicelib.booking import scopes
-from chalicelib.booking.invalidation import replay_outbox
+from chalicelib.booking.invalidation import primary_ticket, replay_outbox
 from chalicelib.booking.caching import get_cache
 from chalicelib.db import connection as db
 from chalicelib.jobs.prewarm import active_tenants, prewarm_all
@@ -103,8 +103,9 @@ def _after_refresh(conn: Any) -> dict[str, Any]:
         log.warning("outbox replay failed; the next refresh retries")
     tenants = active_tenants()
     out["tenants"] = len(tenants)
+    ticket = primary_ticket() if tenants else ""  # read after the refresh committed
     for tenant, _ in tenants:
-        if not cache.invalidate(tenant, [scopes.DASHBOARD]):
+        if not cache.invalidate(tenant, [scopes.DASHBOARD], ticket):
             # Redis is down: nothing is cached there; dashboards reload once it is back.
             log.warning("could not bump the dashboard version", extra={"tenant": tenant})
     prewarmed = 0

@@ -1,0 +1,193 @@
+"""Where the cached reads' loaders read: the primary, or the read replica of
+DATABASE_READ_URL when it has replayed every write the fill's versions stand for.
+
+The ticket flow (docs/caching.md, "Read replicas"):
+
+1. A write commits on the primary; on the same connection `connection.py` reads the WAL
+   insert position (at or after the commit record), and `invalidation.after_write` bumps
+   the version keys with `commit_ticket(lsn)`: the LSN as 16 hex digits, so tickets order
+   as strings and a bump keeps the higher one.
+2. A fill reads the versions first (as always), and the cache runs the loader with
+   `fill_ticket()` set to their highest ticket, L (tickets.py).
+3. Here the loader's query runs on the replica wrapped in a guard, in one round trip:
+   the replica answers only if `pg_last_wal_replay_lsn() >= L`, otherwise it returns
+   "not yet" without running the query. Not yet: retry with short pauses for at most
+   DB_REPLICA_WAIT_MS, then read the primary. So a fill never stores pre-write rows under
+   post-write versions.
+4. A replica that fails (unreachable, refused, a recovery conflict) sends the read to the
+   primary; a connection failure also keeps the replica out for DB_REPLICA_COOLDOWN
+   seconds (one probe after it), so a dead replica costs nothing per request.
+
+Without DATABASE_READ_URL, `scalar` and `run` are the primary's, after one global read.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextvars import ContextVar
+from typing import Any, Optional
+
+from chalicelib.cache.tickets import fill_ticket
+from chalicelib.db import connection as db
+from chalicelib.db.errors import DatabaseUnavailable, PoolExhausted
+from chalicelib.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+TICKET_WIDTH = 16
+# The ticket of a write whose commit LSN could not be read: no replica ever reaches it,
+# so fills under it read the primary (at once, without waiting) until the next bump.
+PRIMARY_ONLY = "f" * TICKET_WIDTH
+# One round trip: the replay check, and the query only if it passed. The check is
+# evaluated once (a materialized CTE: the answer's `ok` and the filter are the same value),
+# and OFFSET 0 keeps the lateral subquery from being flattened, so `g.ok` stays a one-time
+# filter over it and a lagging replica does not run the query. Columns: ok, a marker (NULL
+# when the query gave no row), then the query's own.
+_GUARD = """WITH g AS MATERIALIZED (SELECT pg_last_wal_replay_lsn() >= CAST(:hb_min_lsn AS pg_lsn) AS ok)
+SELECT g.ok, q.* FROM g LEFT JOIN LATERAL (SELECT true AS hb_row, s0.* FROM ({sql}) s0 WHERE g.ok OFFSET 0) q ON true"""
+_FIRST_PAUSE_S = 0.002
+_MAX_PAUSE_S = 0.01
+
+
+def commit_ticket(lsn: Optional[int]) -> str:
+    """The ticket of a write committed at `lsn` (None: unknown, so primary only)."""
+    if lsn is None:
+        return PRIMARY_ONLY
+    return f"{lsn:0{TICKET_WIDTH}x}"
+
+
+def lsn_text(lsn: int) -> str:
+    """An LSN as PostgreSQL writes it (`X/Y`)."""
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+class ReplicaState:
+    """The replica's breaker and what it did (for health and tests): reads served by it,
+    reads sent to the primary because it lagged past the wait, or failed."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.down_until = 0.0
+        self.probing = False
+        self.served = 0
+        self.lagged = 0
+        self.failed = 0
+        self.last_error = ""
+
+    def allow(self) -> bool:
+        if self.down_until == 0.0:
+            return True
+        with self.lock:
+            if self.probing or time.monotonic() < self.down_until:
+                return False
+            self.probing = True  # one probe after the cool-down
+            return True
+
+    def failure(self, exc: BaseException, cooldown_s: float) -> None:
+        with self.lock:
+            self.failed += 1
+            self.last_error = type(exc).__name__
+            self.down_until = time.monotonic() + cooldown_s
+            self.probing = False
+
+    def success(self) -> None:
+        if self.down_until or self.probing:
+            with self.lock:
+                self.down_until = 0.0
+                self.probing = False
+
+    @property
+    def down(self) -> bool:
+        return self.down_until != 0.0
+
+
+state = ReplicaState()
+
+
+def reset_state() -> None:
+    """Forget the replica's breaker and counts (after the settings changed; tests)."""
+    global state
+    state = ReplicaState()
+# Where this context's last loader query read, with a replica configured: "replica" or
+# "primary" ("" without one); the answer's Server-Timing names it.
+_LAST_SOURCE: ContextVar[str] = ContextVar("hb_read_source", default="")
+
+
+def last_source() -> str:
+    """"replica" or "primary": where this context's last loader query read ("" when no
+    replica is configured)."""
+    return _LAST_SOURCE.get() if db.replica_pool() is not None else ""
+
+
+def scalar(sql: str, **params: Any) -> Any:
+    """The first column of the first row of a loader's query (None when no row)."""
+    rows = run(sql, **params)
+    return rows[0][0] if rows else None
+
+
+def run(sql: str, **params: Any) -> list[list[Any]]:
+    """A loader's query: on the replica when it has replayed the fill's ticket (see the
+    module's doc), else on the primary."""
+    replica = db.replica_pool()
+    if replica is None:
+        return db.run(sql, **params)
+    rows = _on_replica(replica, sql, params)
+    _LAST_SOURCE.set("primary" if rows is None else "replica")
+    return db.run(sql, **params) if rows is None else rows
+
+
+def _on_replica(replica: db.Pool, sql: str, params: dict[str, Any]) -> Optional[list[list[Any]]]:
+    """The query's rows from the replica, or None: not allowed (breaker), not replayed far
+    enough within the wait, or failed."""
+    ticket = fill_ticket()
+    if ticket == PRIMARY_ONLY or not state.allow():
+        return None
+    settings = get_settings()
+    try:
+        if not ticket:  # no write is waited for (versions made on read, or the outbox)
+            rows = db.run_on(replica, sql, **params)
+            state.success()
+            state.served += 1
+            return rows
+        guarded = _GUARD.format(sql=sql)
+        min_lsn = lsn_text(int(ticket, 16))
+        deadline = time.monotonic() + settings.replica_wait_ms / 1000.0
+        pause = _FIRST_PAUSE_S
+        while True:
+            answer = db.run_on(replica, guarded, hb_min_lsn=min_lsn, **params)
+            state.success()
+            if answer and answer[0][0]:  # replayed: the query ran in the same round trip
+                state.served += 1
+                return [row[2:] for row in answer if row[1] is not None]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                state.lagged += 1
+                return None
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, _MAX_PAUSE_S)
+    except (DatabaseUnavailable, PoolExhausted) as exc:
+        state.failure(exc, settings.replica_cooldown_s)
+        log.warning("read replica unavailable; reading the primary", extra={"error": type(exc).__name__})
+        return None
+    except Exception as exc:  # noqa: BLE001 - e.g. a recovery conflict: this read goes to the primary
+        state.success()  # the replica answered (it is up); only this read moves
+        state.failed += 1
+        state.last_error = type(exc).__name__
+        return None
+
+
+def replica_health() -> Optional[str]:
+    """"ok" or "down" for /api/health; None when no replica is configured."""
+    replica = db.replica_pool()
+    if replica is None:
+        return None
+    if not state.allow():  # left out after a failure: no connect attempt per health check
+        return "down"
+    try:
+        db.run_on(replica, "SELECT 1")
+    except (DatabaseUnavailable, PoolExhausted) as exc:
+        state.failure(exc, get_settings().replica_cooldown_s)
+        return "down"
+    state.success()
+    return "ok"
