@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import glob
 import os
 import pwd
 import shutil
@@ -23,7 +24,22 @@ import pg8000.native
 
 from chalicelib.local_server import free_port
 
-PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
+
+
+def _pg_bin() -> str:
+    """PostgreSQL's server programs: $PG_BIN, else Debian's newest, else the embedded
+    server's (pgserver ships initdb, pg_ctl and pg_basebackup too)."""
+    if os.environ.get("PG_BIN"):
+        return os.environ["PG_BIN"]
+    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if os.path.exists(os.path.join(candidate, "pg_basebackup")):
+            return candidate
+    import pgserver  # type: ignore[import-not-found]
+
+    return os.path.join(os.path.dirname(pgserver.__file__), "pginstall", "bin")
+
+
+PG_BIN = _pg_bin()
 DATABASE = "hospital"
 
 
@@ -83,8 +99,9 @@ class PrimaryAndReplica:
         atexit.register(self.close)  # also when the test session is interrupted
 
     def start(self) -> "PrimaryAndReplica":
-        postgres = pwd.getpwnam("postgres")
-        os.chown(self.base, postgres.pw_uid, postgres.pw_gid)
+        if os.geteuid() == 0:  # the servers run as postgres (PostgreSQL refuses root)
+            postgres = pwd.getpwnam("postgres")
+            os.chown(self.base, postgres.pw_uid, postgres.pw_gid)
         os.chmod(self.base, 0o755)
         primary_dir = os.path.join(self.base, "primary")
         _as_postgres(f"{PG_BIN}/initdb", "-D", primary_dir, "-U", "postgres", "--auth=trust", "-N",
