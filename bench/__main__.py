@@ -1,5 +1,6 @@
 """python -m bench [--quick | --full]: floors, tiers, before/after on the large dataset,
-multi-process workload with staleness checks (also on a private Redis Cluster), Redis health,
+multi-process workload with staleness checks (also on a private Redis Cluster and with a
+private streaming read replica), Redis health,
 HTTP, peers, booking, cold start.
 
 Creates its own databases (hb_bench_small, fresh each run; hb_bench_large, seeded once and
@@ -34,7 +35,8 @@ PROFILES = {
                  redis_n=10000, http_threads=2, http_s=20.0, peer_mem=100000, peer_redis=10000, booking=1500,
                  cold_runs=15),
 }
-SECTIONS = ("floors", "tiers", "peers", "redis", "booking", "coldstart", "http", "workload", "cluster", "large",
+SECTIONS = ("floors", "tiers", "peers", "redis", "booking", "coldstart", "http", "workload", "cluster", "replica",
+            "large",
             "fleet")
 
 
@@ -130,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             small, namespace, p["processes"], p["duration"], p["warmup"]))
         results["workload_cluster"] = section("cluster", lambda: __import__("bench.workload", fromlist=["x"]).run_on_cluster(
             small, common.new_namespace(), p["processes"], p["duration"], p["warmup"]))
+        results["workload_replica"] = section("replica", lambda: __import__("bench.workload", fromlist=["x"]).run_with_replica(
+            namespace, p["processes"], p["duration"], p["warmup"]))
 
         def large() -> Any:
             info = common.ensure_large()

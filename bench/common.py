@@ -1,6 +1,7 @@
 """Shared plumbing for the benchmark: databases, environment, events, timing helpers."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -8,7 +9,7 @@ import statistics
 import sys
 import time
 import uuid
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pg8000.native
 
@@ -34,6 +35,24 @@ LARGE_DB = "hb_bench_large"
 LARGE_TENANTS = 20
 LARGE_MIN_APPOINTMENTS = 1_000_000
 T0 = time.monotonic()
+
+
+@contextlib.contextmanager
+def server_of(url: str) -> Iterator[None]:
+    """Within the block, the bench's PostgreSQL server is `url`'s (for this process and the
+    processes it starts); the previous one afterwards."""
+    global PG
+    before, saved = PG, os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = url
+    PG = _server_from_env()
+    try:
+        yield
+    finally:
+        PG = before
+        if saved is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = saved
 
 
 def next_day_with_free_slots(tenant: int = 1) -> dt.date:

@@ -317,6 +317,27 @@ def run_on_cluster(database: str, namespace: str, processes: int, duration_s: fl
     return out
 
 
+def run_with_replica(namespace: str, processes: int, duration_s: float, warmup_s: float) -> dict[str, Any]:
+    """The same workload on a private primary (seeded small) whose loaders read a streaming
+    replica (DATABASE_READ_URL); the checker confirms against the primary."""
+    from tests.helpers_replica import DATABASE, PrimaryAndReplica
+
+    pair = PrimaryAndReplica()
+    try:
+        pair.start()
+        assert pair.primary is not None and pair.replica is not None
+        before = pair.replica_transactions()
+        with common.server_of(pair.primary.url("postgres")):
+            out = run(DATABASE, namespace, processes, duration_s, warmup_s,
+                      app_env={"DATABASE_READ_URL": pair.replica.url()})
+        out["replica_transactions"] = pair.replica_transactions() - before
+    finally:
+        pair.close()
+    out["setup"] = "a streaming read replica (local primary and replica)"
+    out["note"] = f"{out['replica_transactions']:,} transactions ran on the replica"
+    return out
+
+
 def _xact(database: str) -> int:
     conn = common.connect("postgres")
     try:
