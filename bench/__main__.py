@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         results["workload_cluster"] = section("cluster", lambda: __import__("bench.workload", fromlist=["x"]).run_on_cluster(
             small, common.new_namespace(), p["processes"], p["duration"], p["warmup"]))
         results["workload_replica"] = section("replica", lambda: __import__("bench.workload", fromlist=["x"]).run_with_replica(
-            namespace, p["processes"], p["duration"], p["warmup"]))
+            p["processes"], p["duration"], p["warmup"]))
 
         def large() -> Any:
             info = common.ensure_large()

@@ -317,12 +317,14 @@ def run_on_cluster(database: str, namespace: str, processes: int, duration_s: fl
     return out
 
 
-def run_with_replica(namespace: str, processes: int, duration_s: float, warmup_s: float) -> dict[str, Any]:
+def run_with_replica(processes: int, duration_s: float, warmup_s: float) -> dict[str, Any]:
     """The same workload on a private primary (seeded small) whose loaders read a streaming
-    replica (DATABASE_READ_URL); the checker confirms against the primary."""
+    replica (DATABASE_READ_URL), in a namespace of its own (the other workloads' entries
+    describe another database); the checker confirms against the primary."""
     from tests.helpers_replica import DATABASE, PrimaryAndReplica
 
     pair = PrimaryAndReplica()
+    namespace = common.new_namespace()
     try:
         pair.start()
         assert pair.primary is not None and pair.replica is not None
@@ -333,6 +335,7 @@ def run_with_replica(namespace: str, processes: int, duration_s: float, warmup_s
         out["replica_transactions"] = pair.replica_transactions() - before
     finally:
         pair.close()
+        common.delete_namespace(namespace)
     out["setup"] = "a streaming read replica (local primary and replica)"
     out["note"] = f"{out['replica_transactions']:,} transactions ran on the replica"
     return out

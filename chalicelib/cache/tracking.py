@@ -200,8 +200,9 @@ def create_on(conn: Connection, version_keys: Sequence[str], pong_first: bool) -
     key: NOLOOP keeps the creation from being pushed back to this connection (Redis ignores
     NOLOOP for writes inside a Lua script, and `SET ... NX GET` needs Redis 7). With
     `pong_first`, the PONG of an earlier keep-alive PING is read first. Pushes read on the
-    way go to the connection's push handler. Every reply is read before the first error
-    reply (a MOVED, say) is raised, so the connection stays in step."""
+    way go to the connection's push handler, and none is left in redis-py's buffer. Every
+    reply is read before the first error reply (a MOVED, say) is raised, so the connection
+    stays in step."""
     commands: list[tuple[str, ...]] = [("MULTI",)]
     for key in version_keys:
         commands += [("SET", key, new_token(), "NX"), ("GET", key)]
@@ -216,6 +217,11 @@ def create_on(conn: Connection, version_keys: Sequence[str], pong_first: bool) -
             reply = conn.read_response()
         except ResponseError as exc:
             error = error or exc
+    # Pushes that arrived with the reply may sit in redis-py's buffer, where the quiet
+    # path's poll() cannot see them: read them now, so the socket stays the only place a
+    # push can wait (the invariant `quiet()` relies on).
+    while conn.can_read(timeout=0):
+        conn.read_response(push_request=True)
     if error is not None:
         raise error
     return list(reply[1::2])  # type: ignore[index]
