@@ -32,7 +32,7 @@ from redis.exceptions import AskError, MovedError, RedisError, ResponseError
 
 from chalicelib.cache import redis_seam
 from chalicelib.cache.breaker import CircuitBreaker
-from chalicelib.cache.tracking import PING_EVERY_S, PONG_WITHIN_S, DrainResult, create_on
+from chalicelib.cache.tracking import PING_EVERY_S, PONG_WITHIN_S, DrainResult, create_on, drained
 from chalicelib.settings import RedisSettings
 
 _NOTHING = DrainResult([], False)
@@ -203,12 +203,8 @@ class ClusterTracker:
                 self._drop()
                 self._pending.clear()
                 return DrainResult([], True)
-            if not self._pending:
-                return DrainResult([], True) if reset else _NOTHING
             keys, self._pending = self._pending, []
-            if "" in keys:
-                return DrainResult([], True)
-            return DrainResult(keys, reset)
+            return drained(keys, reset)
 
     def _owner(self, slot: int) -> Optional[int]:
         i = bisect.bisect_right(self._starts, slot) - 1

@@ -46,6 +46,16 @@ class DrainResult:
 _NOTHING = DrainResult([], False)
 
 
+def drained(keys: list[str], reset: bool) -> DrainResult:
+    """What a drain reports for the pushes it collected: their keys, or a reset when a flush
+    ("" : every key may have changed) was among them or the drain found a reset."""
+    if not keys:
+        return DrainResult([], True) if reset else _NOTHING
+    if "" in keys:
+        return DrainResult([], True)
+    return DrainResult(keys, reset)
+
+
 class InvalidationTracker:
     """Owns the tracking connection; `healthy` means pushes are being received."""
 
@@ -161,12 +171,8 @@ class InvalidationTracker:
                 self._drop()
                 self._pending.clear()
                 return DrainResult([], True)
-            if not self._pending:
-                return DrainResult([], True) if reset else _NOTHING
             keys, self._pending = self._pending, []
-            if "" in keys:
-                return DrainResult([], True)
-            return DrainResult(keys, reset)
+            return drained(keys, reset)
 
     def create_versions(self, version_keys: Sequence[str]) -> Optional[list[bytes]]:
         """Current values of `version_keys`, creating the missing ones, written on the
