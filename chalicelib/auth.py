@@ -6,6 +6,7 @@ differ by `LEEWAY_S`; the secret must be at least `MIN_SECRET_BYTES` long.
 """
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass
@@ -13,9 +14,12 @@ from typing import Mapping
 
 from chalicelib.http import ApiError
 
-ROLES = ("staff", "admin", "patient")
+ROLES = ("staff", "admin", "patient", "operator")
 STAFF = ("staff", "admin")  # the hospital's own people
-_REQUIRED = ["sub", "tenant", "role", "exp"]
+OPERATOR = "operator"  # the platform's own role: fleet statistics, the monitor page; no tenant's data
+DIAGNOSTIC_ROLES = ("staff", "admin", "operator")  # may see X-Cache and Server-Timing
+SHARED_SECRET_ISSUER = "shared-secret"  # the issuer of the HS256 development tokens
+_REQUIRED = ["sub", "role", "exp"]  # and `tenant`, except for operator tokens
 _VERIFIED_MAX = 4096
 LEEWAY_S = 30
 DEFAULT_MAX_TTL_S = 24 * 3600
@@ -45,10 +49,24 @@ class Principal:
     role: str
     patient_id: int | None
     expires_at: float
+    issuer: str = SHARED_SECRET_ISSUER
 
     @property
     def is_patient(self) -> bool:
         return self.role == "patient"
+
+    @property
+    def sees_diagnostics(self) -> bool:
+        """May this caller see which tier answered (X-Cache, Server-Timing)?"""
+        return self.role in DIAGNOSTIC_ROLES
+
+    @property
+    def identity(self) -> str:
+        """A fixed-length digest of everything that tells principals apart: tenant, issuer,
+        subject, role and patient id (two tokens that share a `sub` but not a patient id are
+        different principals). Scopes what a principal stores, such as Idempotency-Keys."""
+        parts = (str(self.tenant), self.issuer, self.sub, self.role, str(self.patient_id or ""))
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
 _verified: dict[tuple[str, str], Principal] = {}
@@ -82,14 +100,28 @@ def _check_lifetime(claims: Mapping[str, object], max_ttl_s: float) -> float:
     return exp
 
 
+def _printable(value: object) -> bool:
+    """A `sub` claim: 1 to 200 printable characters that UTF-8 can encode (no NUL, no
+    control characters, no lone surrogates)."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 200 or not value.isprintable():
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _principal_from_claims(claims: Mapping[str, object], expires_at: float) -> Principal:
     tenant, role, sub = claims.get("tenant"), claims.get("role"), claims.get("sub")
-    if not isinstance(tenant, int) or isinstance(tenant, bool) or not 0 < tenant <= 2_147_483_647:
-        raise ApiError(401, "The token's tenant claim is not a positive integer.")
     if role not in ROLES:
-        raise ApiError(401, "The token's role claim is not one of staff, admin, patient.")
-    if not isinstance(sub, str) or not sub or len(sub) > 200:
-        raise ApiError(401, "The token's sub claim must be 1 to 200 characters.")
+        raise ApiError(401, "The token's role claim is not one of staff, admin, patient, operator.")
+    if role == OPERATOR and tenant is None:
+        tenant = 0  # the platform's role belongs to no tenant
+    elif not isinstance(tenant, int) or isinstance(tenant, bool) or not 0 < tenant <= 2_147_483_647:
+        raise ApiError(401, "The token's tenant claim is not a positive integer.")
+    if not _printable(sub):
+        raise ApiError(401, "The token's sub claim must be 1 to 200 printable characters.")
     patient_id = claims.get("patientId")
     if role == "patient":
         if (not isinstance(patient_id, int) or isinstance(patient_id, bool)
@@ -153,9 +185,17 @@ def require_role(principal: Principal, *roles: str) -> None:
 
 
 def require_tenant(principal: Principal, client_id: int) -> None:
-    """403 unless the token belongs to the tenant named by clientId."""
-    if principal.tenant != client_id:
+    """403 unless the token belongs to the tenant named by clientId (an operator token
+    belongs to none: the platform's role reads no tenant's data)."""
+    if principal.tenant != client_id or principal.role == OPERATOR:
         raise ApiError(403, "This token does not belong to that clientId.")
+
+
+def default_subject(tenant: int, role: str, patient_id: int | None = None) -> str:
+    """The `sub` of a development token: one per patient, one per staff role of a tenant."""
+    if role == OPERATOR:
+        return "operator"
+    return f"patient-{tenant}-{patient_id}" if role == "patient" else f"{role}-{tenant}"
 
 
 def issue_token(secret: str, tenant: int, role: str, sub: str | None = None,
@@ -163,12 +203,14 @@ def issue_token(secret: str, tenant: int, role: str, sub: str | None = None,
     """Sign a token (for the CLI, tests and benchmarks)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if role == "patient" and patient_id is None:
+        raise ValueError("a patient token needs patient_id")
     now = int(time.time())
-    claims: dict[str, object] = {"sub": sub or f"{role}-{tenant}", "tenant": tenant, "role": role,
+    claims: dict[str, object] = {"sub": sub or default_subject(tenant, role, patient_id), "role": role,
                                  "iat": now, "exp": now + ttl_s}
+    if role != OPERATOR:
+        claims["tenant"] = tenant
     if role == "patient":
-        if patient_id is None:
-            raise ValueError("a patient token needs patient_id")
         claims["patientId"] = patient_id
     import jwt
 

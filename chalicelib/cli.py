@@ -110,11 +110,15 @@ def cmd_token(args: argparse.Namespace) -> int:
     if args.role == "patient" and args.patient_id is None:
         print("token: --patient-id is required with --role patient", file=sys.stderr)
         return 2
+    if args.role != "operator" and args.tenant is None:
+        print(f"token: --tenant is required with --role {args.role}", file=sys.stderr)
+        return 2
     if not 1 <= args.ttl <= settings.auth_max_token_ttl_s:
         print(f"token: --ttl must be 1 to {settings.auth_max_token_ttl_s} seconds (AUTH_MAX_TOKEN_TTL)",
               file=sys.stderr)
         return 2
-    print(issue_token(settings.auth_secret, args.tenant, args.role, patient_id=args.patient_id, ttl_s=args.ttl))
+    print(issue_token(settings.auth_secret, args.tenant or 0, args.role, patient_id=args.patient_id,
+                      ttl_s=args.ttl))
     return 0
 
 
@@ -156,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_refresh)
 
     p = sub.add_parser("token", help="print a signed token", description="Print a signed HS256 token.")
-    p.add_argument("--tenant", type=int, required=True, help="clientId of the hospital")
-    p.add_argument("--role", choices=["staff", "admin", "patient"], required=True)
+    p.add_argument("--tenant", type=int, help="clientId of the hospital (every role but operator)")
+    p.add_argument("--role", choices=["staff", "admin", "patient", "operator"], required=True,
+                   help="operator: the platform's own role (fleet statistics, the monitor page), no tenant's")
     p.add_argument("--patient-id", type=int, help="patientId claim (required for --role patient)")
     p.add_argument("--ttl", type=int, default=3600,
                    help="seconds until the token expires (default 3600; at most AUTH_MAX_TOKEN_TTL, 86400)")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 from chalice import Chalice, Response
 from chalice.app import Request
 
-from chalicelib.auth import Principal, principal_from_headers, require_role
+from chalicelib.auth import OPERATOR, Principal, principal_from_headers, require_role
 from chalicelib.booking.caching import get_cache
 from chalicelib.booking.reads import ReadPlan, read
 from chalicelib.booking.resources import CachedResource
@@ -147,9 +147,10 @@ def health() -> Response:
 
 
 def cache_stats(caller: Principal) -> Response:
-    """GET /api/cache/stats (admin): the fleet's and this container's cache statistics, and
-    the last view refreshes (read here and passed in: the report reads no database)."""
-    require_role(caller, "admin")
+    """GET /api/cache/stats (operator: the platform's role; a tenant's admin sees no
+    container-wide figures): the fleet's and this container's cache statistics, and the
+    last view refreshes (read here and passed in: the report reads no database)."""
+    require_role(caller, OPERATOR)
     from chalicelib.cache import fleet
     from chalicelib.cache.report import stats_document
 

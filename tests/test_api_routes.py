@@ -469,9 +469,9 @@ def test_dashboard_patient_403(client, app_env):
                   403, "forbidden")
 
 
-def test_cache_stats_admin(client, app_env):
+def test_cache_stats_operator(client, app_env):
     client.http.get("/api/departments?clientId=1", headers=app_env.headers())
-    response = client.http.get("/api/cache/stats", headers=app_env.headers(1, "admin"))
+    response = client.http.get("/api/cache/stats", headers=app_env.headers(1, "operator"))
     assert response.status_code == 200, response.body
     body = response.json_body
     assert body["fleetSource"] == "redis" and body["fleet"]["containers"] >= 1
@@ -482,8 +482,8 @@ def test_cache_stats_admin(client, app_env):
         assert "staleServed" in part and "errors" in part
 
 
-@pytest.mark.parametrize("role,patient", [("staff", None), ("patient", 1)])
-def test_cache_stats_not_admin_403(client, app_env, role, patient):
+@pytest.mark.parametrize("role,patient", [("staff", None), ("patient", 1), ("admin", None)])
+def test_cache_stats_not_operator_403(client, app_env, role, patient):
     _assert_error(client.http.get("/api/cache/stats", headers=app_env.headers(1, role, patient)), 403, "forbidden")
 
 

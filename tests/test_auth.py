@@ -3,6 +3,7 @@ that is missing, malformed, forged, expired, unsigned or lacks a claim (401)."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import time
 import warnings
@@ -13,7 +14,8 @@ import pytest
 from tests.conftest import TEST_AUTH_SECRET
 
 # Any real calendar date: these requests are refused for their token or tenant before any data is read.
-DAY = "2026-03-02"
+# A day inside the slot horizon (slot listings refuse days outside it), found from today.
+DAY = dt.datetime.now(dt.timezone.utc).date().isoformat()
 
 # (method, path, body) with tenant 1 in the query or body.
 ROUTES = [

@@ -10,6 +10,7 @@ checks the fleet's p50/p99 against the percentiles of all of them.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import re
 import string
@@ -130,7 +131,13 @@ def _traffic(conn: KeepAlive, terms: list[str], repeats: int) -> dict[str, Any]:
 
 
 def _stats(conn: KeepAlive) -> dict[str, Any]:
-    status, _, doc = conn.get_json("/api/cache/stats")
+    """The fleet statistics through `conn`, asked with an operator token (the platform's role)."""
+    from chalicelib.auth import issue_token
+    from tests.conftest import TEST_AUTH_SECRET
+
+    operator = {"Authorization": f"Bearer {issue_token(TEST_AUTH_SECRET, 0, 'operator')}"}
+    status, _, raw = conn.request("GET", "/api/cache/stats", extra=operator)
+    doc = json.loads(raw)
     assert status == 200, doc
     return doc
 

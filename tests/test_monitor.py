@@ -50,7 +50,7 @@ def test_page_needs_no_token_and_references_no_external_url(client, app_env):
     assert not re.search(r"\b(?:src|href)\s*=", html, flags=re.I)
     assert "@import" not in html and "url(" not in html
     # No token or secret in the page; the token is asked for and kept in sessionStorage.
-    assert app_env.token(role="admin")[:20] not in html
+    assert app_env.token(role="operator")[:20] not in html
     assert "sessionStorage" in html and "Authorization" in html
     assert "?token=" not in html and "&token=" not in html
 
@@ -78,10 +78,11 @@ def test_page_content_security_policy_is_strict(client):
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_stats_refuse_staff_and_anonymous_but_serve_admin(client, app_env):
+def test_stats_refuse_tenant_roles_and_anonymous_but_serve_operator(client, app_env):
     assert client.http.get("/api/cache/stats", headers=app_env.headers(role="staff")).status_code == 403
+    assert client.http.get("/api/cache/stats", headers=app_env.headers(role="admin")).status_code == 403
     assert client.http.get("/api/cache/stats").status_code == 401
-    ok = client.http.get("/api/cache/stats", headers=app_env.headers(role="admin"))
+    ok = client.http.get("/api/cache/stats", headers=app_env.headers(role="operator"))
     assert ok.status_code == 200, ok.body
     doc = ok.json_body
     assert {"fleet", "fleetSource", "fleetError", "container", "database", "views", "now"} <= set(doc)
@@ -238,7 +239,7 @@ def _classes(d, testid: str) -> set[str]:  # type: ignore[no-untyped-def]
 def test_monitor_live_in_browser(servers, server, driver, app_env, tmp_path):
     d = driver
     base = f"http://127.0.0.1:{server.port}"
-    admin = app_env.token(role="admin")
+    admin = app_env.token(role="operator")
     d.get(f"{base}/monitor")
     assert _state(d) == "no-token"
     assert d.find_element("id", "token-form").is_displayed()
@@ -360,7 +361,7 @@ def test_monitor_shows_redis_down_and_api_unreachable(app_env, driver, tmp_path)
     api = ApiServer(env).start()
     try:
         api.wait_healthy()
-        admin = app_env.token(role="admin")
+        admin = app_env.token(role="operator")
         d = driver
         _open_monitor(d, api.port, admin)
         _wait(lambda: _state(d) == "redis-down", what="the redis-down state")  # before any traffic, too
@@ -397,7 +398,7 @@ def test_monitor_shows_database_down(app_env, driver, tmp_path):
     api = ApiServer(env).start()
     try:
         api.wait_healthy()
-        admin = app_env.token(role="admin")
+        admin = app_env.token(role="operator")
         d = driver
         _open_monitor(d, api.port, admin)
         _wait(lambda: _state(d) == "ok", what="the ok state")

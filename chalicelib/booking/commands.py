@@ -223,4 +223,14 @@ def reschedule(appointment_id: int, body: RescheduleBody, patient_id: Optional[i
         return _decided(lambda: _reschedule_result(appointment_id, body, db.write(sql, **params)))
     hashed = request_hash({"appointmentId": appointment_id, **body.model_dump()})
     return run_once(idempotency, "reschedule", hashed, lambda conn: _in_savepoint(
-        conn, lambda: _reschedule_result(appointment_id, body, conn.run(sql, **params))))
+        conn, lambda: _reschedule_result(appointment_id, body, conn.run(sql, **params))),
+        authorize=lambda conn: _require_own(conn, body.clientId, appointment_id, patient_id))
+
+
+_OWN_APPOINTMENT_SQL = "SELECT 1 FROM appointment WHERE tenant_id = :t AND id = :id AND patient_id = :pid"
+
+
+def _require_own(conn: db.Transaction, tenant: int, appointment_id: int, patient_id: Optional[int]) -> None:
+    """404, as for a fresh request, unless a patient's appointment is their own (staff: any)."""
+    if patient_id is not None and not conn.run(_OWN_APPOINTMENT_SQL, t=tenant, id=appointment_id, pid=patient_id):
+        raise ApiError(404, f"Appointment {appointment_id} does not exist for this clientId.")

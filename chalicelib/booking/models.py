@@ -15,6 +15,7 @@ INT4_MAX = 2_147_483_647
 INT8_MAX = 9_223_372_036_854_775_807
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _PATH_ID_RE = re.compile(r"^[1-9][0-9]{0,18}$")
+_DIGITS_RE = re.compile(r"^[0-9]{1,19}\Z")
 _SPACES = re.compile(r"\s+")
 MAX_RANGE_DAYS = 366
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL (would be a 500)
@@ -31,9 +32,42 @@ def _iso_date(value: Any) -> Any:
     return value
 
 
-Id4 = Annotated[int, Field(ge=1, le=INT4_MAX)]
-Id8 = Annotated[int, Field(ge=1, le=INT8_MAX)]
+def _digits(value: Any) -> Any:
+    """A number sent as text must be plain ASCII digits: no sign, no `1_0`, no spaces or
+    line ends around it (pydantic's own parsing accepts all of those)."""
+    if isinstance(value, str) and not _DIGITS_RE.match(value):
+        raise ValueError("must be a whole number written in digits")
+    return value
+
+
+def _within(earliest_days: int, latest_days: int, what: str) -> Any:
+    """A check that a date lies from `earliest_days` before to `latest_days` after today (UTC;
+    a tenant's local day is at most a day away from it, which the bounds leave room for)."""
+
+    def check(value: dt.date) -> dt.date:
+        today = dt.datetime.now(dt.timezone.utc).date()
+        earliest, latest = today - dt.timedelta(days=earliest_days), today + dt.timedelta(days=latest_days)
+        if not earliest <= value <= latest:
+            raise ValueError(f"must be {what}: from {earliest.isoformat()} to {latest.isoformat()}")
+        return value
+
+    return check
+
+
+def _slot_day(value: dt.date) -> dt.date:
+    """A slot listing's day: from yesterday to the slot horizon (the days slots exist for)."""
+    horizon = get_settings().slot_horizon_days
+    return _within(1, horizon + 1, f"within the slot horizon ({horizon} days ahead)")(value)
+
+
+Id4 = Annotated[int, BeforeValidator(_digits), Field(ge=1, le=INT4_MAX)]
+Id8 = Annotated[int, BeforeValidator(_digits), Field(ge=1, le=INT8_MAX)]
 IsoDate = Annotated[dt.date, BeforeValidator(_iso_date), Field(json_schema_extra={"format": "date"})]
+# Appointment lists look back ten years and ahead one (docs/security.md, "Bounded state").
+LIST_DAYS_BACK, LIST_DAYS_AHEAD = 3660, 366
+ListDate = Annotated[IsoDate, AfterValidator(_within(LIST_DAYS_BACK, LIST_DAYS_AHEAD,
+                                                     "within ten years back and one year ahead"))]
+SlotDate = Annotated[IsoDate, AfterValidator(_slot_day)]
 Status = Literal["booked", "checked_in", "completed", "cancelled", "no_show"]
 
 
@@ -75,24 +109,24 @@ class DoctorsQuery(TenantQuery):
 
 class PatientsQuery(TenantQuery):
     q: Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL), AfterValidator(_search_term)]
-    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    limit: Annotated[int, BeforeValidator(_digits), Field(ge=1, le=100)] = 20
 
 
 class SlotsQuery(TenantQuery):
-    date: IsoDate
+    date: SlotDate
     departmentId: Optional[Id4] = None
     doctorId: Optional[Id4] = None
 
 
 class AppointmentListQuery(TenantQuery):
-    date: Optional[IsoDate] = None
-    from_: Optional[IsoDate] = Field(default=None, alias="from")
-    to: Optional[IsoDate] = None
+    date: Optional[ListDate] = None
+    from_: Optional[ListDate] = Field(default=None, alias="from")
+    to: Optional[ListDate] = None
     status: Optional[Status] = None
     departmentId: Optional[Id4] = None
     doctorId: Optional[Id4] = None
     patientId: Optional[Id4] = None
-    limit: Annotated[int, Field(ge=1, le=200)] = 50
+    limit: Annotated[int, BeforeValidator(_digits), Field(ge=1, le=200)] = 50
     cursor: Annotated[Optional[str], Field(max_length=100)] = None
 
     @model_validator(mode="after")

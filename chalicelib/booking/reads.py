@@ -22,7 +22,7 @@ class ReadPlan:
     """A validated, authorized cached read: what to look up, how, and until when the
     caller's token allows it. Built once per (route, token, query) and reused."""
 
-    __slots__ = ("expires_at", "key", "policy", "loader")
+    __slots__ = ("expires_at", "key", "policy", "loader", "diagnostics")
 
     def __init__(self, principal: Principal, key: CacheKey, policy: Policy,
                  loader: Callable[[], Optional[str]]) -> None:
@@ -30,22 +30,34 @@ class ReadPlan:
         self.key = key
         self.policy = policy
         self.loader = loader
+        self.diagnostics = principal.sees_diagnostics
 
 
-def cached_response(result: CacheResult, if_none_match: Optional[str]) -> Response:
-    """200 with the cached body, or 304 when the client's ETag matches; API.md headers."""
-    entry = result.entry
+def _server_timing(result: CacheResult) -> str:
+    """Which tier answered and how long it took (and the database's share, and which
+    server answered while a read replica is configured)."""
     timing = f'cache;desc="{result.source}";dur={result.elapsed_s * 1000:.3f}'
     if result.db_s:
         timing += f", db;dur={result.db_s * 1000:.3f}"
         from chalicelib.booking.read_source import last_source  # loaded by the fill already
 
         where = last_source()
-        if where:  # a read replica is configured: say which server answered
+        if where:
             timing += f', dbsrc;desc="{where}"'
+    return timing
+
+
+def cached_response(result: CacheResult, if_none_match: Optional[str], diagnostics: bool) -> Response:
+    """200 with the cached body, or 304 when the client's ETag matches; API.md headers.
+    `diagnostics` (staff, admin and operator callers) adds X-Cache and Server-Timing: a
+    patient is not told what other users read a moment ago."""
+    entry = result.entry
     max_age = int(entry.fresh_until - time.time())
-    headers = {"Content-Type": "application/json", "X-Cache": result.source, "Server-Timing": timing,
-               "ETag": entry.etag, "Cache-Control": f"private, max-age={max_age if max_age > 0 else 0}"}
+    headers = {"Content-Type": "application/json", "ETag": entry.etag, "Vary": "Authorization",
+               "Cache-Control": f"private, max-age={max_age if max_age > 0 else 0}"}
+    if diagnostics:
+        headers["X-Cache"] = result.source
+        headers["Server-Timing"] = _server_timing(result)
     if if_none_match and entry.etag in (t.strip() for t in if_none_match.split(",")):
         del headers["Content-Type"]
         return Response(body="", status_code=304, headers=headers)
@@ -57,4 +69,4 @@ def read(current: TieredCache, plan: ReadPlan, if_none_match: Optional[str]) -> 
     result = current.get_or_load(plan.key, plan.loader, plan.policy)
     if result is None:
         raise ApiError(404, _NO_TENANT)
-    return cached_response(result, if_none_match)
+    return cached_response(result, if_none_match, plan.diagnostics)

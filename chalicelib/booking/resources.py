@@ -13,8 +13,10 @@ on the first read (pydantic and the database driver are not needed to import the
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
 from chalicelib.auth import STAFF, Principal, require_role, require_tenant
@@ -24,6 +26,7 @@ from chalicelib.cache.keys import CacheKey, KeySpace
 from chalicelib.cache.policies import Freshness
 from chalicelib.http import ApiError
 from chalicelib.lazy import lazy_module
+from chalicelib.settings import get_settings
 
 if TYPE_CHECKING:
     from chalicelib.booking import models, queries
@@ -112,8 +115,22 @@ def _today_and_tomorrow(tenant: int, today: dt.date) -> tuple[Query, ...]:
     return tuple(models.SlotsQuery(clientId=tenant, date=day) for day in (today, today + dt.timedelta(days=1)))
 
 
+@lru_cache(maxsize=4)
+def _key_name_secret(auth_secret: str) -> bytes:
+    """The key of the search-term digests, derived from the server's secret (never the
+    secret itself, so a digest can't be used to test guesses of it)."""
+    return hmac.new(auth_secret.encode(), b"cache key names", hashlib.sha256).digest()
+
+
+def search_digest(term: str) -> str:
+    """A keyed hash of a normalized patient search term: what a cache key carries instead
+    of a name or a record number (key names reach SCAN, MONITOR and the slowlog)."""
+    secret = _key_name_secret(get_settings().auth_secret)
+    return hmac.new(secret, models.normalize_search(term).encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def _search_params(q: Query) -> str:
-    return f"q={models.normalize_search(q.q)}:n={q.limit}"
+    return f"q={search_digest(q.q)}:n={q.limit}"
 
 
 DASHBOARD = CachedResource(

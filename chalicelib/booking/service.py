@@ -9,7 +9,7 @@ from chalice import Response
 from chalicelib.auth import STAFF, Principal, require_role, require_tenant
 from chalicelib.booking import commands, transitions
 from chalicelib.booking.caching import get_cache
-from chalicelib.booking.idempotency import IdempotencyKey
+from chalicelib.booking.idempotency import IdempotencyKey, max_live_keys
 from chalicelib.booking.invalidation import after_write
 from chalicelib.booking.models import (BookingBody, CancelBody, RescheduleBody, StatusBody, parse,
                                        parse_path_id)
@@ -36,12 +36,12 @@ def book(principal: Principal, body: Mapping[str, object], idempotency_key: Opti
 
 
 def _idempotency(principal: Principal, header: Optional[str]) -> Optional[IdempotencyKey]:
-    """The caller's Idempotency-Key, scoped to their tenant and subject; 400 when malformed."""
+    """The caller's Idempotency-Key, scoped to their tenant and identity; 400 when malformed."""
     if header is None:
         return None
     if not (1 <= len(header) <= 200 and header.isascii() and header.isprintable()):
         raise ApiError(400, "Idempotency-Key must be 1 to 200 printable ASCII characters.")
-    return IdempotencyKey(principal.tenant, principal.sub, header)
+    return IdempotencyKey(principal.tenant, principal.identity, header, max_live_keys(principal.role))
 
 
 def _own_appointments(principal: Principal, client_id: int) -> Optional[int]:

@@ -24,9 +24,13 @@ Invariants:
    computed from a `known` that already holds the change.
 4. The lock-free fast path of `begin_request` returns only when no drain was in progress
    and none started while it looked at the socket.
+5. `known` holds at most `max_known` values: past that, the oldest learned quarter is
+   forgotten (forgetting is always safe: an unknown version is checked in L2) and `epoch`
+   moves, as for any other change.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import Callable, Iterable, Mapping, Optional, Protocol
 
@@ -46,6 +50,10 @@ class Tracker(Protocol):
     def drain(self) -> DrainResult: ...
 
 
+# Version values a container remembers at most (one dict entry each, about 200 bytes).
+MAX_KNOWN = 50_000
+
+
 def _nothing() -> None:
     return None
 
@@ -57,9 +65,10 @@ class Coherence:
     (tests use it to force interleavings; it is a no-op otherwise)."""
 
     def __init__(self, tracker: Optional[Tracker], stats: CacheStats,
-                 after_learn_check: Callable[[], None] = _nothing) -> None:
+                 after_learn_check: Callable[[], None] = _nothing, max_known: int = MAX_KNOWN) -> None:
         self.tracker = tracker
         self.stats = stats
+        self.max_known = max_known
         self.known: dict[str, str] = {}
         self.epoch = 0
         self.generation = 0
@@ -113,6 +122,7 @@ class Coherence:
             known.update(versions)
             if changed:  # L2 saw a bump before its push arrived here
                 self.epoch += 1
+            self._bound()
 
     def bumped(self, values: Mapping[str, str]) -> None:
         """This container's own write gave these version keys new values."""
@@ -120,6 +130,17 @@ class Coherence:
             self.known.update(values)
             self.generation += 1
             self.epoch += 1
+            self._bound()
+
+    def _bound(self) -> None:
+        """Invariant 5: forget the oldest quarter of `known` once it outgrows `max_known`.
+        Caller holds the lock."""
+        known = self.known
+        if len(known) <= self.max_known:
+            return
+        for name in list(itertools.islice(known, len(known) - self.max_known * 3 // 4)):
+            del known[name]
+        self.epoch += 1
 
     def forget_all(self) -> None:
         """Trust no known version any more (tests, benchmarks)."""

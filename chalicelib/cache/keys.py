@@ -11,6 +11,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable
 
+# Version keys expire after a week without a bump (every bump and every creation sets it),
+# so keys that requests can name but no write ever touches do not pile up in Redis. A week
+# is longer than any stale life (settings refuse a longer one); an expired key reads as
+# "changed" and is created anew with a fresh random token, so no old body matches it.
+VERSION_TTL_S = 7 * 24 * 3600
+
 
 @dataclass(frozen=True, slots=True)
 class CacheKey:

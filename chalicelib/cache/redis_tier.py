@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from chalicelib.cache.breaker import CircuitBreaker
+from chalicelib.cache.keys import VERSION_TTL_S
 from chalicelib.cache.stats import TierStats
 from chalicelib.cache.tickets import new_token
 from chalicelib.settings import RedisSettings
@@ -33,22 +34,24 @@ redis.call('SET', KEYS[#KEYS], ARGV[n + 1], 'PX', ARGV[n + 2])
 return 1
 """
 
-# KEYS: version keys. ARGV: a fresh token per key. Returns each key's value, creating
-# missing ones. Tokens are random, so a version lost with a Redis restart never repeats.
+# KEYS: version keys. ARGV: a fresh token per key, then the keys' lifetime in seconds.
+# Returns each key's value, creating missing ones. Tokens are random, so a version lost with
+# a Redis restart (or expired) never repeats.
 _GET_OR_INIT_VERSIONS = """
 local out = {}
 for i = 1, #KEYS do
   local v = redis.call('GET', KEYS[i])
   if not v then
     v = ARGV[i]
-    redis.call('SET', KEYS[i], v)
+    redis.call('SET', KEYS[i], v, 'EX', ARGV[#KEYS + 1])
   end
   out[i] = v
 end
 return out
 """
 
-# KEYS: version keys. ARGV: a fresh base token per key, then the writer's ticket. Each key
+# KEYS: version keys. ARGV: a fresh base token per key, then the writer's ticket, then the
+# keys' lifetime in seconds. Each key
 # gets `base.ticket`, where ticket is the higher (as strings) of the writer's and the one
 # the key already carries, so bumps arriving out of commit order never lower a ticket.
 # Returns the values set.
@@ -64,10 +67,18 @@ for i = 1, n do
     if held and held > t then t = held end
   end
   local v = ARGV[i] .. '.' .. t
-  redis.call('SET', KEYS[i], v)
+  redis.call('SET', KEYS[i], v, 'EX', ARGV[n + 2])
   out[i] = v
 end
 return out
+"""
+
+# KEYS: version keys. ARGV: a fresh token per key, then the keys' lifetime in seconds.
+_BUMP = """
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i], 'EX', ARGV[#KEYS + 1])
+end
+return 1
 """
 
 _RELEASE_LOCK = """
@@ -132,6 +143,7 @@ class RedisTier:
         self._get_or_init = client.register_script(_GET_OR_INIT_VERSIONS)
         self._release = client.register_script(_RELEASE_LOCK)
         self._bump_with_ticket = client.register_script(_BUMP_WITH_TICKET)
+        self._bump = client.register_script(_BUMP)
         self._client = client
         return client
 
@@ -180,8 +192,8 @@ class RedisTier:
 
     def init_versions(self, version_keys: Sequence[str]) -> Optional[list[bytes]]:
         """Current values of `version_keys`, creating the missing ones; None if unavailable."""
-        tokens = [new_token() for _ in version_keys]
-        return self._call(lambda: self._script('_get_or_init')(keys=list(version_keys), args=tokens), None)
+        args = [*(new_token() for _ in version_keys), VERSION_TTL_S]
+        return self._call(lambda: self._script('_get_or_init')(keys=list(version_keys), args=args), None)
 
     def store(self, version_keys: Sequence[str], versions: Sequence[str], body_key: str,
               payload: bytes, ttl_ms: int) -> bool:
@@ -210,11 +222,13 @@ class RedisTier:
         Redis is unavailable."""
         if not ticket:
             values = {key: new_token() for key in version_keys}
-            ok = self._call(lambda: self.client.mset(values), None)
+            ok = self._call(lambda: self._script('_bump')(keys=list(values), args=[*values.values(), VERSION_TTL_S]),
+                            None)
             return values if ok else None
         keys = list(version_keys)
         bases = [new_token() for _ in keys]
-        got = self._call(lambda: self._script('_bump_with_ticket')(keys=keys, args=[*bases, ticket]), None)
+        got = self._call(lambda: self._script('_bump_with_ticket')(keys=keys, args=[*bases, ticket, VERSION_TTL_S]),
+                         None)
         if got is None:
             return None
         return {key: (v.decode() if isinstance(v, bytes) else str(v)) for key, v in zip(keys, got)}

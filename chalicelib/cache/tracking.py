@@ -26,6 +26,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from chalicelib.cache import redis_seam
 from chalicelib.cache.breaker import CircuitBreaker
+from chalicelib.cache.keys import VERSION_TTL_S
 from chalicelib.cache.tickets import new_token
 from chalicelib.settings import RedisSettings
 
@@ -211,7 +212,7 @@ def create_on(conn: Connection, version_keys: Sequence[str], pong_first: bool) -
     stays in step."""
     commands: list[tuple[str, ...]] = [("MULTI",)]
     for key in version_keys:
-        commands += [("SET", key, new_token(), "NX"), ("GET", key)]
+        commands += [("SET", key, new_token(), "NX", "EX", str(VERSION_TTL_S)), ("GET", key)]
     commands.append(("EXEC",))
     conn.send_packed_command(conn.pack_commands(commands))
     if pong_first:

@@ -2,7 +2,7 @@
 
 One self-contained HTML document: page.html with monitor.css and monitor.js inlined at
 first use (read lazily, then kept). No token is needed for the page itself; its script asks
-the operator for an admin token (kept in sessionStorage, never in the URL) and polls
+the operator for an operator token (kept in sessionStorage, never in the URL) and polls
 GET /api/cache/stats with it. The Content-Security-Policy allows no external source: the
 inline style and script are allowed by their SHA-256 hashes, fetches only to this origin.
 """
@@ -47,7 +47,7 @@ def content_security_policy() -> str:
 
 
 def page_response() -> Response:
-    """GET /monitor: the page (no data in it; the data needs an admin token)."""
+    """GET /monitor: the page (no data in it; the data needs an operator token)."""
     html, csp = _page()
     return Response(body=html, status_code=200, headers={
         "Content-Type": "text/html; charset=utf-8",

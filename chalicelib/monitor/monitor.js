@@ -1,4 +1,4 @@
-/* Cache monitor: polls GET /api/cache/stats every 2 s with the operator's admin token
+/* Cache monitor: polls GET /api/cache/stats every 2 s with an operator token
    (sessionStorage only) and draws the fleet's figures with this container's beside them,
    an SVG hit-rate chart and the view table. The banner and every status card are set
    together from one verdict per poll, so they cannot disagree. */
@@ -72,10 +72,10 @@
 
   /* ---------- states ---------- */
   var MESSAGES = {
-    'no-token': 'No token: paste an admin token to start.',
+    'no-token': 'No token: paste an operator token to start.',
     'loading': 'Loading…',
     'ok': 'Live: refreshing every 2 s.',
-    'refused': 'Token refused: the API answered %s. Paste a valid admin token (a staff or patient token cannot read cache statistics).',
+    'refused': 'Token refused: the API answered %s. Paste a valid operator token (a hospital's admin, staff or patient token cannot read cache statistics).',
     'redis-down': 'Redis down: %s. Answers come from memory and the database; the figures below are this container\'s own, live.',
     'db-down': 'Database down: %s. Recent answers are served from the cache (stale where needed), others fail; figures below are live.',
     'unreachable': 'API unreachable: %s. Retrying every 2 s; figures below are from the last good refresh.',
@@ -146,7 +146,7 @@
       if (mine !== generation) { return; }
       if (result.refused) {
         setToken('');
-        showState('refused', 'HTTP ' + result.refused + (result.refused === 401 ? ' (not signed in or expired)' : ' (not an admin)'));
+        showState('refused', 'HTTP ' + result.refused + (result.refused === 401 ? ' (not signed in or expired)' : ' (not an operator)'));
         return;                                      // no more polling until a new token is given
       }
       if (result.failed) {

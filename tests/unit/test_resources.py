@@ -55,7 +55,7 @@ def test_overrides_apply_by_name_and_a_typo_is_refused() -> None:
 
 def test_prewarmed_keys_are_the_keys_routes_plan() -> None:
     cache = _offline_cache()
-    today = dt.date(2026, 12, 2)
+    today = dt.datetime.now(dt.timezone.utc).date()
     warmed = {key.body: key for key, _ in resources.hot_reads(cache.keys, 3, today)}
     asked = [(resources.DASHBOARD, {}), (resources.DEPARTMENTS, {}), (resources.DOCTORS, {}),
              (resources.SLOTS, {"date": str(today)}), (resources.SLOTS, {"date": str(today + dt.timedelta(days=1))})]
@@ -80,9 +80,9 @@ def test_keys_differ_by_tenant_and_parameters() -> None:
     a = resources.SLOTS.key(keys, _slots(1, 7))
     assert a != resources.SLOTS.key(keys, _slots(2, 7))
     assert a != resources.SLOTS.key(keys, _slots(1, 8))
-    assert a.versions == (keys.version(1, "slots:2026-12-02:d7"),)
+    assert a.versions == (keys.version(1, f"slots:{dt.datetime.now(dt.timezone.utc).date()}:d7"),)
 
 
 def _slots(tenant: int, doctor: int):  # type: ignore[no-untyped-def]
     from chalicelib.booking.models import SlotsQuery
-    return SlotsQuery(clientId=tenant, date=dt.date(2026, 12, 2), doctorId=doctor)
+    return SlotsQuery(clientId=tenant, date=dt.datetime.now(dt.timezone.utc).date(), doctorId=doctor)
