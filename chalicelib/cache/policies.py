@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass
 from typing import Mapping
 
+from chalicelib.cache.keys import VERSION_TTL_S
 from chalicelib.settings import CacheSettings
 
 
@@ -45,6 +46,10 @@ def policies_from(declared: Mapping[str, Freshness], settings: CacheSettings) ->
         raise ValueError(f"CACHE_TTL_/CACHE_STALE_ overrides name no cached resource: "
                          f"{', '.join(n.upper() for n in unknown)} "
                          f"(cached resources: {', '.join(n.upper() for n in sorted(declared))})")
+    too_long = sorted(n for n, stale_s in settings.stale_overrides.items() if stale_s >= VERSION_TTL_S)
+    if too_long:
+        raise ValueError(f"CACHE_STALE_{too_long[0].upper()} must be shorter than {VERSION_TTL_S} seconds"
+                         f" (a week: version keys expire after that)")
     return {name: Policy(name, settings.fresh_overrides.get(name, d.fresh_s),
                          settings.stale_overrides.get(name, d.stale_s), settings.jitter, d.critical)
             for name, d in declared.items()}

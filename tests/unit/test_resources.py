@@ -86,3 +86,11 @@ def test_keys_differ_by_tenant_and_parameters() -> None:
 def _slots(tenant: int, doctor: int):  # type: ignore[no-untyped-def]
     from chalicelib.booking.models import SlotsQuery
     return SlotsQuery(clientId=tenant, date=dt.datetime.now(dt.timezone.utc).date(), doctorId=doctor)
+
+
+def test_a_stale_life_of_a_week_or_more_is_refused() -> None:
+    from chalicelib.cache.keys import VERSION_TTL_S
+
+    with pytest.raises(ValueError, match="CACHE_STALE_DEPARTMENTS must be shorter than"):
+        policies_from(resources.declared_freshness(), CacheSettings(stale_overrides={"departments": VERSION_TTL_S}))
+    policies_from(resources.declared_freshness(), CacheSettings(stale_overrides={"departments": VERSION_TTL_S - 1}))
