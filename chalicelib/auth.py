@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from chalicelib.http import ApiError
+from chalicelib.settings import Settings
 
 ROLES = ("staff", "admin", "patient", "operator")
 STAFF = ("staff", "admin")  # the hospital's own people
@@ -83,7 +84,7 @@ def _timestamp(value: object) -> float | None:
     return number if number == number else None  # NaN
 
 
-def _check_lifetime(claims: Mapping[str, object], max_ttl_s: float) -> float:
+def check_lifetime(claims: Mapping[str, object], max_ttl_s: float) -> float:
     """The token's expiry; 401 when exp or iat is malformed or the lifetime exceeds max_ttl_s."""
     exp = _timestamp(claims.get("exp"))
     if exp is None:
@@ -112,7 +113,9 @@ def _printable(value: object) -> bool:
     return True
 
 
-def _principal_from_claims(claims: Mapping[str, object], expires_at: float) -> Principal:
+def principal_from_claims(claims: Mapping[str, object], expires_at: float,
+                          issuer: str = SHARED_SECRET_ISSUER) -> Principal:
+    """The principal a verified token's claims describe; ApiError(401) when they are unusable."""
     tenant, role, sub = claims.get("tenant"), claims.get("role"), claims.get("sub")
     if role not in ROLES:
         raise ApiError(401, "The token's role claim is not one of staff, admin, patient, operator.")
@@ -129,7 +132,7 @@ def _principal_from_claims(claims: Mapping[str, object], expires_at: float) -> P
             raise ApiError(401, "A patient token needs a positive integer patientId claim.")
     else:
         patient_id = None
-    return Principal(sub=sub, tenant=tenant, role=role, patient_id=patient_id, expires_at=expires_at)
+    return Principal(sub=sub, tenant=tenant, role=role, patient_id=patient_id, expires_at=expires_at, issuer=issuer)
 
 
 def verify_token(token: str, secret: str, max_ttl_s: float = DEFAULT_MAX_TTL_S) -> Principal:
@@ -155,10 +158,10 @@ def verify_token(token: str, secret: str, max_ttl_s: float = DEFAULT_MAX_TTL_S) 
                                 options={"require": _REQUIRED, "verify_exp": False, "verify_iat": False})
         except jwt.InvalidTokenError:
             raise ApiError(401, "The token is not valid.") from None
-        expires_at = _check_lifetime(claims, max_ttl_s)
+        expires_at = check_lifetime(claims, max_ttl_s)
         if expires_at + LEEWAY_S <= time.time():
             raise ApiError(401, "The token has expired.")
-        principal = _principal_from_claims(claims, expires_at + LEEWAY_S)
+        principal = principal_from_claims(claims, expires_at + LEEWAY_S)
         with _verified_lock:
             if len(_verified) >= _VERIFIED_MAX:
                 _verified.clear()
@@ -168,14 +171,50 @@ def verify_token(token: str, secret: str, max_ttl_s: float = DEFAULT_MAX_TTL_S) 
     return principal
 
 
-def principal_from_headers(headers: Mapping[str, str], secret: str,
-                           max_ttl_s: float = DEFAULT_MAX_TTL_S) -> Principal:
-    """The caller's principal from an `Authorization: Bearer <token>` header."""
+def principal_from_headers(headers: Mapping[str, str], settings: Settings) -> Principal:
+    """The caller's principal from an `Authorization: Bearer <token>` header: a token of
+    the configured OpenID Connect provider (its `iss`), else a development HS256 token
+    unless `AUTH_SHARED_SECRET_TOKENS=0`."""
     value = headers.get("authorization") or ""
     scheme, _, token = value.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "Send an Authorization: Bearer <token> header.")
-    return verify_token(token.strip(), secret, max_ttl_s)
+    if settings.oidc.enabled and _claimed_issuer(token) == settings.oidc.issuer:
+        return _provider_principal(token, settings)
+    if not settings.shared_secret_tokens:
+        raise ApiError(401, "This service accepts only tokens of its identity provider.")
+    return verify_token(token, settings.auth_secret, settings.auth_max_token_ttl_s)
+
+
+def _claimed_issuer(token: str) -> object:
+    """The `iss` a token claims, before any check (it only picks the verifier)."""
+    if len(token) > _MAX_TOKEN_BYTES:
+        return None
+    import jwt
+
+    try:
+        return jwt.decode(token, options={"verify_signature": False}).get("iss")
+    except jwt.InvalidTokenError:
+        return None
+
+
+def _provider_principal(token: str, settings: Settings) -> Principal:
+    """An identity provider's token, verified once per container and remembered (bounded)
+    like the development tokens; expiry is checked on every use."""
+    cache_key = (token, settings.oidc.issuer)
+    principal = _verified.get(cache_key)
+    if principal is None:
+        from chalicelib import oidc
+
+        principal = oidc.verify(token, settings)
+        with _verified_lock:
+            if len(_verified) >= _VERIFIED_MAX:
+                _verified.clear()
+            _verified[cache_key] = principal
+    if principal.expires_at <= time.time():
+        raise ApiError(401, "The token has expired.")
+    return principal
 
 
 def require_role(principal: Principal, *roles: str) -> None:

@@ -98,6 +98,24 @@ class CacheSettings:
 
 
 @dataclass(frozen=True)
+class OidcSettings:
+    """The hospital's OpenID Connect provider (API.md, "OpenID Connect"); `issuer` empty
+    means none is configured."""
+
+    issuer: str = ""
+    audience: str = ""
+    jwks_url: str = ""  # empty: the jwks_uri of the issuer's discovery document
+    jwks_min_refresh_s: float = 60.0  # an unknown kid refetches the JWKS at most this often
+    tenant_claim: str = "tenant"
+    role_claim: str = "role"
+    patient_claim: str = "patientId"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the API, the jobs and the CLI read from the environment."""
 
@@ -117,6 +135,30 @@ class Settings:
     refresh_timeout_ms: int = 120_000
     slot_horizon_days: int = 30
     log_level: str = "INFO"
+    oidc: OidcSettings = OidcSettings()
+    shared_secret_tokens: bool = True  # AUTH_SHARED_SECRET_TOKENS=0 refuses the HS256 tokens
+
+
+def _oidc(merged: Mapping[str, str]) -> OidcSettings:
+    """AUTH_OIDC_* and the claim names; ValueError naming the variable when unusable."""
+    issuer = merged.get("AUTH_OIDC_ISSUER", "").strip()
+    if not issuer:
+        return OidcSettings()
+    if not issuer.startswith("https://"):
+        raise ValueError("AUTH_OIDC_ISSUER must be an https:// URL")
+    audience = merged.get("AUTH_OIDC_AUDIENCE", "").strip()
+    if not audience:
+        raise ValueError("AUTH_OIDC_AUDIENCE must be set with AUTH_OIDC_ISSUER (the client id tokens are for)")
+    jwks_url = merged.get("AUTH_OIDC_JWKS_URL", "").strip()
+    if jwks_url and not jwks_url.startswith(("https://", "http://127.0.0.1:", "http://localhost:")):
+        raise ValueError("AUTH_OIDC_JWKS_URL must be an https:// URL (plain http only on this machine's loopback)")
+    return OidcSettings(
+        issuer=issuer, audience=audience, jwks_url=jwks_url,
+        jwks_min_refresh_s=float(_bounded_int(merged.get("AUTH_JWKS_MIN_REFRESH_S", "60"),
+                                              "AUTH_JWKS_MIN_REFRESH_S", 0, 86400)),
+        tenant_claim=merged.get("AUTH_TENANT_CLAIM", "tenant") or "tenant",
+        role_claim=merged.get("AUTH_ROLE_CLAIM", "role") or "role",
+        patient_claim=merged.get("AUTH_PATIENT_CLAIM", "patientId") or "patientId")
 
 
 def _bool(value: str | None, default: bool = False) -> bool:
@@ -316,6 +358,8 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, st
         refresh_timeout_ms=int(merged.get("REFRESH_TIMEOUT_MS", 120_000)),
         slot_horizon_days=int(merged.get("SLOT_HORIZON_DAYS", 30)),
         log_level=merged.get("LOG_LEVEL", "INFO"),
+        oidc=_oidc(merged),
+        shared_secret_tokens=_bool(merged.get("AUTH_SHARED_SECRET_TOKENS"), default=True),
     )
 
 

@@ -76,7 +76,7 @@ def endpoint(handler: Callable[..., Response]) -> Callable[..., Response]:
 def principal(headers: Any) -> Principal:
     """The verified caller of the current request."""
     settings = get_settings()
-    return principal_from_headers(headers, settings.auth_secret, settings.auth_max_token_ttl_s)
+    return principal_from_headers(headers, settings)
 
 
 class PlanMemo:
@@ -102,7 +102,7 @@ class PlanMemo:
             self.plans, self.owner = {}, (settings, cache)
         plan = self.plans.get(memo_key)
         if plan is None or plan.expires_at <= time.time():
-            caller = principal_from_headers(request.headers, settings.auth_secret, settings.auth_max_token_ttl_s)
+            caller = principal_from_headers(request.headers, settings)
             plan = resource.plan(cache, caller, dict(request.query_params or {}))
             if len(self.plans) >= self.max_entries:
                 self.plans = {}

@@ -44,7 +44,18 @@ def new_cache(settings: Settings) -> TieredCache:
     cache = TieredCache(settings, declared_freshness(), source_errors=(DatabaseUnavailable,))
     if cache.l2 is not None:
         cache.l2.on_recover = lambda: _replay_quietly(cache)
+    _share_provider_keys(cache)
     return cache
+
+
+def _share_provider_keys(cache: TieredCache) -> None:
+    """An OpenID provider's keys are kept in Redis too, so a new container verifies without
+    asking the provider (only when a provider is configured: nothing is imported otherwise)."""
+    if not cache.settings.oidc.enabled:
+        return
+    from chalicelib import oidc
+
+    oidc.share_keys_through(cache.l2, cache.keys.namespace)
 
 
 def built_cache() -> Optional[TieredCache]:

@@ -233,6 +233,14 @@ class RedisTier:
             return None
         return {key: (v.decode() if isinstance(v, bytes) else str(v)) for key, v in zip(keys, got)}
 
+    def get_value(self, key: str) -> Optional[bytes]:
+        """A plain value (not a cache entry); None when missing or Redis is unavailable."""
+        return self._call(lambda: self.client.get(key), None)
+
+    def set_value(self, key: str, value: bytes, ttl_s: int) -> None:
+        """Store a plain value with a lifetime; does nothing when Redis is unavailable."""
+        self._call(lambda: self.client.set(key, value, ex=ttl_s), None)
+
     def ping(self) -> bool:
         """Is Redis answering now?"""
         return bool(self._call(lambda: self.client.ping(), False))
