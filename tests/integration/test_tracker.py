@@ -10,7 +10,7 @@ from tests.integration.conftest import REDIS_URL, redis_settings
 
 def _tracker(namespace: str, idle_bound_s: float = 60.0) -> InvalidationTracker:
     return InvalidationTracker(redis_settings(read_timeout_s=1.0, breaker_cooldown_s=0.0),
-                               f"{namespace}:v:", idle_bound_s)
+                               f"{namespace}:v:", idle_bound_s, 0.5)
 
 
 def _wait_for_push(tracker: InvalidationTracker) -> list[str]:
