@@ -90,8 +90,10 @@ class CacheSettings:
     l1_max_entries: int = 5000
     l1_max_bytes: int = 32 * 1024 * 1024
     l1_max_age_s: float = 300.0
-    l1_max_age_untracked_s: float = 2.0
+    l1_max_age_untracked_s: float = 0.5
     tracking_idle_bound_s: float = 60.0
+    tracking_lease_s: float = 0.5  # L1 trusts tracked versions only while a PONG this recent
+    outbox_check_every_s: float = 1.0  # a critical read looks at the invalidation outbox
     max_stale_age_s: float = 300.0
     lock_ttl_ms: int = 3000
     lock_wait_s: float = 1.0
@@ -331,6 +333,8 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, st
         ("CACHE_L1_MAX_BYTES", "l1_max_bytes", int),
         ("CACHE_L1_MAX_AGE", "l1_max_age_s", float),
         ("CACHE_L1_MAX_AGE_UNTRACKED", "l1_max_age_untracked_s", float),
+        ("CACHE_TRACKING_LEASE", "tracking_lease_s", float),
+        ("CACHE_OUTBOX_CHECK_EVERY", "outbox_check_every_s", float),
         ("CACHE_MAX_STALE_AGE", "max_stale_age_s", float),
         ("CACHE_LOCK_WAIT", "lock_wait_s", float),
     ):

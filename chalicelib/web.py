@@ -24,10 +24,12 @@ from chalicelib.settings import get_settings
 
 # Imported by the first request that needs them, not by a cold start (docs/performance.md).
 if TYPE_CHECKING:
+    from chalicelib.booking import outbox_watch
     from chalicelib.cache.tiered import TieredCache
     from chalicelib.db import connection as db
 else:
     db = lazy_module("chalicelib.db.connection", globals())
+    outbox_watch = lazy_module("chalicelib.booking.outbox_watch", globals())
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +116,13 @@ plans = PlanMemo()
 
 
 def cached_read(resource: CachedResource) -> Response:
-    """A cached GET route: apply queued invalidations, then serve the current request's plan
-    through the cache."""
+    """A cached GET route: apply queued invalidations (for a booking-critical resource, the
+    outbox's too, rate-limited), then serve the current request's plan through the cache."""
     request = _app.current_request  # type: ignore[union-attr]
     cache = get_cache()
     cache.begin_request()
+    if resource.freshness.critical:
+        outbox_watch.watch.look(cache)
     headers = lower_case_headers(request.headers)
     return read(cache, plans.get(resource, request, headers, cache), headers.get("if-none-match"))
 

@@ -195,8 +195,10 @@ class KeepAlive:
 
 class TcpProxy:
     """Forwards 127.0.0.1:port -> target in threads; `cut()` closes the listener and every
-    forwarded connection at once (the database becomes unreachable). A target host that is
-    a directory is PostgreSQL's Unix socket directory (`<dir>/.s.PGSQL.<port>`)."""
+    forwarded connection at once (the database becomes unreachable); `stall()` stops
+    forwarding and closes nothing (a silent partition: connections still open, bytes never
+    arrive) until `resume()`; `delay_s` holds every forwarded chunk that long. A target
+    host that is a directory is PostgreSQL's Unix socket directory (`<dir>/.s.PGSQL.<port>`)."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -208,6 +210,9 @@ class TcpProxy:
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._cut = False
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self.delay_s = 0.0
         self._thread = threading.Thread(target=self._accept, name="tcp-proxy", daemon=True)
         self._thread.start()
 
@@ -247,6 +252,9 @@ class TcpProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                self._flowing.wait()
+                if self.delay_s:
+                    time.sleep(self.delay_s)
                 dst.sendall(data)
         except OSError:
             pass
@@ -254,6 +262,14 @@ class TcpProxy:
             for s in (src, dst):
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
+
+    def stall(self) -> None:
+        """Stop forwarding without closing anything (new connections are accepted too)."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """Forward again, the held bytes first."""
+        self._flowing.set()
 
     def cut(self) -> None:
         """Stop accepting and reset every forwarded connection."""
@@ -268,6 +284,7 @@ class TcpProxy:
                 s.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 s.close()
+        self._flowing.set()  # held chunks now meet closed sockets and their threads end
         self._thread.join(timeout=5)
 
 

@@ -27,7 +27,7 @@ def tracker(cluster):
     settings = dataclasses.replace(RedisSettings(**parse_redis_url(cluster.url)), cluster=True,
                                    read_timeout_s=1.0, breaker_cooldown_s=0.0)
     prefix = f"hbct{uuid.uuid4().hex[:8]}:v:"
-    t = ClusterTracker(settings, prefix, 60.0)
+    t = ClusterTracker(settings, prefix, 60.0, 0.5)
     client = make_client(settings, t.topology_changed)
     t.discover = lambda: primaries_of(client)
     assert t.drain().reset  # the first drain connects to every primary: a reset

@@ -8,7 +8,7 @@ one with a longer list: one non-blocking poll() over all the sockets (one syscal
 Resets (the next drain reports `reset`, so `Coherence` forgets every known version):
 
 - the tracker is not connected to every primary (start, a connection lost or refused, a
-  keep-alive PING unanswered on any of them);
+  lease PING unanswered on any of them: the lease, lease.py, needs every primary's PONG);
 - the topology moved: the cluster client saw a slots refresh, a MOVED that changed an
   owner, or an ASK (`topology_changed()`, wired by `TieredCache`); a `create_versions` that
   got MOVED/ASK; the tracker then asks for the primaries again and reconnects to all;
@@ -32,7 +32,8 @@ from redis.exceptions import AskError, MovedError, RedisError, ResponseError
 
 from chalicelib.cache import redis_seam
 from chalicelib.cache.breaker import CircuitBreaker
-from chalicelib.cache.tracking import PING_EVERY_S, PONG_WITHIN_S, DrainResult, create_on, drained
+from chalicelib.cache.lease import Lease
+from chalicelib.cache.tracking import DrainResult, create_on, drained
 from chalicelib.settings import RedisSettings
 
 _NOTHING = DrainResult([], False)
@@ -57,22 +58,20 @@ class ClusterTracker:
     """Same interface as InvalidationTracker; `healthy` means connected to every primary
     and no topology change is pending."""
 
-    def __init__(self, settings: RedisSettings, prefix: str, idle_bound_s: float,
+    def __init__(self, settings: RedisSettings, prefix: str, idle_bound_s: float, lease_s: float,
                  discover: Optional[Callable[[], list[tuple[int, int, str, int]]]] = None) -> None:
         self.settings = settings
         self.prefix = prefix
         self.idle_bound_s = idle_bound_s
         self.discover = discover  # set by TieredCache once the cluster client exists
         self.breaker = CircuitBreaker(1, settings.breaker_cooldown_s)
+        self.lease = Lease(lease_s)
         self._conns: list[Connection] = []
         self._starts: list[int] = []  # first slot of each range, sorted
         self._owners: list[tuple[int, int]] = []  # (last slot, index into _conns) per range
         self._pending: list[str] = []
         self._lock = threading.Lock()
         self._last_drain = 0.0
-        self._ping_sent_at: Optional[float] = None
-        self._awaiting_pong: set[int] = set()
-        self._last_ping = 0.0
         self._poller: Optional["select.poll"] = None
         self._moved = False
         self.topology_resets = 0
@@ -101,6 +100,7 @@ class ClusterTracker:
     def _connect(self) -> bool:
         if not self.breaker.allow() or self.discover is None:
             return False
+        started = time.monotonic()
         conns: list[Connection] = []
         cls = SSLConnection if self.settings.tls else Connection
         try:
@@ -131,9 +131,7 @@ class ClusterTracker:
         for conn in conns:
             poller.register(redis_seam.socket_of(conn), select.POLLIN)
         self._conns, self._starts, self._owners, self._poller = conns, starts, owners, poller
-        self._ping_sent_at = None
-        self._awaiting_pong = set()
-        self._last_ping = time.monotonic()
+        self.lease.granted(started)
         return True
 
     def _drop(self) -> None:
@@ -147,8 +145,8 @@ class ClusterTracker:
     def quiet(self) -> bool:
         """As InvalidationTracker.quiet, over every primary's socket with one poll()."""
         now = time.monotonic()
-        if (self._moved or self._ping_sent_at is not None or now - self._last_ping > PING_EVERY_S
-                or self._pending or now - self._last_drain > self.idle_bound_s):
+        if (self._moved or self._pending or now - self._last_drain > self.idle_bound_s
+                or not self.lease.quiet(now)):
             return False
         conns, poller = self._conns, self._poller
         if not conns or poller is None:
@@ -184,21 +182,7 @@ class ClusterTracker:
             reset = now - self._last_drain > self.idle_bound_s
             self._last_drain = now
             try:
-                for i, conn in enumerate(self._conns):
-                    while conn.can_read(timeout=0):
-                        reply = conn.read_response(push_request=True)
-                        if reply in (b"PONG", "PONG"):
-                            self._awaiting_pong.discard(i)
-                if self._ping_sent_at is not None and not self._awaiting_pong:
-                    self._ping_sent_at = None
-                if self._ping_sent_at is not None and now - self._ping_sent_at > PONG_WITHIN_S:
-                    raise ConnectionError("a tracking connection did not answer PING")
-                if self._ping_sent_at is None and now - self._last_ping > PING_EVERY_S:
-                    for conn in self._conns:
-                        conn.send_command("PING")
-                    self._awaiting_pong = set(range(len(self._conns)))
-                    self._ping_sent_at = now
-                    self._last_ping = now
+                self.lease.keep(self._conns, now)
             except (RedisError, OSError, ConnectionError):
                 self._drop()
                 self._pending.clear()
@@ -227,7 +211,7 @@ class ClusterTracker:
                 return None
             conn = self._conns[owner]
             try:
-                values = create_on(conn, version_keys, pong_first=owner in self._awaiting_pong)
+                return create_on(conn, version_keys, self.lease, owner)
             except ResponseError as exc:  # MovedError/AskError, or a plain "MOVED ..."
                 if isinstance(exc, (MovedError, AskError)) or str(exc).startswith(("MOVED", "ASK")):
                     self._moved = True
@@ -236,10 +220,6 @@ class ClusterTracker:
                 self._drop()
                 self._pending.clear()
                 return None
-            self._awaiting_pong.discard(owner)
-            if not self._awaiting_pong:
-                self._ping_sent_at = None
-            return values
 
     def close(self) -> None:
         with self._lock:

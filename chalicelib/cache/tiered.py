@@ -71,7 +71,8 @@ class TieredCache:
             # One tracking connection per primary; the cluster client reports topology moves.
             from chalicelib.cache.cluster_tracking import ClusterTracker, primaries_of
 
-            tracker = ClusterTracker(settings.redis, self.keys.version_prefix, self.config.tracking_idle_bound_s)
+            tracker = ClusterTracker(settings.redis, self.keys.version_prefix, self.config.tracking_idle_bound_s,
+                                     self.config.tracking_lease_s)
             self.l2 = RedisTier(settings.redis, self.stats.l2, on_topology_change=tracker.topology_changed)
             client = self.l2.client
             tracker.discover = lambda: primaries_of(client)
@@ -79,7 +80,7 @@ class TieredCache:
         elif settings.redis.enabled:
             self.l2 = RedisTier(settings.redis, self.stats.l2)
             self.tracker = InvalidationTracker(settings.redis, self.keys.version_prefix,
-                                               self.config.tracking_idle_bound_s)
+                                               self.config.tracking_idle_bound_s, self.config.tracking_lease_s)
         self.coherence = Coherence(self.tracker, self.stats)
         # Apply queued invalidations before anything is served from L1 (once per request).
         self.begin_request: Callable[[], None] = self.coherence.begin_request
@@ -310,24 +311,24 @@ class TieredCache:
         (opaque here, see tickets.py). This container sees the bump at once; others through
         tracking. Returns False when Redis could not be told (the caller records the keys
         for replay)."""
-        version_keys = [self.keys.version(tenant, s) for s in scopes]
-        values = self.l2.bump(version_keys, ticket) if self.l2 is not None else None
+        return self.bump_keys([self.keys.version(tenant, s) for s in scopes], ticket) or self.l2 is None
+
+    def bump_keys(self, version_keys: Iterable[str], ticket: str = "") -> bool:
+        """Bump already-built version keys (a write's, or the outbox's on replay), carrying
+        `ticket`; this container stops serving what they cover at once. True when Redis
+        took them."""
+        keys = list(version_keys)
+        values = self.l2.bump(keys, ticket) if self.l2 is not None else None
         told = values is not None
         if values is None:
-            values = {k: new_token(ticket) for k in version_keys}
+            values = {k: new_token(ticket) for k in keys}
         self.coherence.bumped(values)
         if not told and self.l2 is not None:
             # Redis is down: the tracker resets local versions on every request while it is
             # disconnected, so the bump above is forgotten at once; drop the L1 copies this
             # write made stale, or this container would serve them (untracked max age).
-            self.l1.drop_depending_on(version_keys)
-        return told or self.l2 is None
-
-    def bump_keys(self, version_keys: Iterable[str], ticket: str = "") -> bool:
-        """Bump already-built version keys (outbox replay), carrying `ticket`; True when
-        Redis took them."""
-        keys = list(version_keys)
-        return self.l2 is not None and self.l2.bump(keys, ticket) is not None
+            self.l1.drop_depending_on(keys)
+        return told
 
     # -- operations --------------------------------------------------------------------
     def clear_l1(self) -> None:

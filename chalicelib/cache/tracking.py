@@ -4,11 +4,11 @@
 Lambda freezes containers between invocations, so no listener thread can run. Redis
 queues the pushes in this socket instead; `drain()` reads them without blocking at the
 start of each request and reports the version keys that changed (one non-blocking poll()
-when nothing is queued). While the connection is
-healthy, L1 may trust the version values it has seen; when it is lost, when it was idle
-longer than a bound, or when a keep-alive PING goes unanswered, `drain()` reports a reset
-and L1 must stop trusting what it knew. What L1 knows is not kept here: `Coherence` applies
-each `DrainResult` (chalicelib/cache/coherence.py). `_lock` guards only the connection.
+when nothing is queued). While the connection is healthy and its lease (lease.py) is
+young, L1 may trust the version values it has seen; when it is lost, when it was idle
+longer than a bound, or when a lease PING goes unanswered, `drain()` reports a reset and L1
+must stop trusting what it knew. What L1 knows is not kept here: `Coherence` applies each
+`DrainResult` (chalicelib/cache/coherence.py). `_lock` guards only the connection.
 
 Missing version keys are created on this connection (`create_versions`): with NOLOOP, its
 own writes do not come back to this container as pushes, so the entry a read loads under a
@@ -27,11 +27,9 @@ from redis.exceptions import RedisError, ResponseError
 from chalicelib.cache import redis_seam
 from chalicelib.cache.breaker import CircuitBreaker
 from chalicelib.cache.keys import VERSION_TTL_S
+from chalicelib.cache.lease import Lease
 from chalicelib.cache.tickets import new_token
 from chalicelib.settings import RedisSettings
-
-PING_EVERY_S = 5.0
-PONG_WITHIN_S = 2.0
 
 
 class DrainResult:
@@ -60,17 +58,16 @@ def drained(keys: list[str], reset: bool) -> DrainResult:
 class InvalidationTracker:
     """Owns the tracking connection; `healthy` means pushes are being received."""
 
-    def __init__(self, settings: RedisSettings, prefix: str, idle_bound_s: float) -> None:
+    def __init__(self, settings: RedisSettings, prefix: str, idle_bound_s: float, lease_s: float) -> None:
         self.settings = settings
         self.prefix = prefix
         self.idle_bound_s = idle_bound_s
         self.breaker = CircuitBreaker(1, settings.breaker_cooldown_s)
+        self.lease = Lease(lease_s)
         self._conn: Optional[Connection] = None
         self._pending: list[str] = []
         self._lock = threading.Lock()
         self._last_drain = 0.0
-        self._ping_sent_at: Optional[float] = None
-        self._last_ping = 0.0
         self._poller: Optional["select.poll"] = None
 
     @property
@@ -89,6 +86,7 @@ class InvalidationTracker:
     def _connect(self) -> bool:
         if not self.breaker.allow():
             return False
+        started = time.monotonic()
         cls = SSLConnection if self.settings.tls else Connection
         conn = cls(host=self.settings.host, port=self.settings.port, db=self.settings.db,
                    username=self.settings.username, password=self.settings.password, protocol=3,
@@ -108,8 +106,7 @@ class InvalidationTracker:
         # The socket itself, polled without blocking on the fast path.
         self._poller = select.poll()
         self._poller.register(redis_seam.socket_of(conn), select.POLLIN)
-        self._ping_sent_at = None
-        self._last_ping = time.monotonic()
+        self.lease.granted(started)
         return True
 
     def _drop(self) -> None:
@@ -123,13 +120,12 @@ class InvalidationTracker:
 
     def quiet(self) -> bool:
         """True when a drain would find nothing and do nothing: connected, not idle past the
-        bound, no keep-alive PING due or awaiting its PONG, no TLS bytes buffered, and the
-        socket not readable (one poll() syscall, no lock). `drain()` always reads until
-        redis-py's own buffer is empty, so the socket is the only place a push can wait.
+        bound, nothing due for the lease, no TLS bytes buffered, and the socket not readable
+        (one poll() syscall, no lock). `drain()` always reads until redis-py's own buffer is
+        empty, so the socket is the only place a push can wait.
         Callers that race a concurrent drain must guard this themselves (Coherence does)."""
         now = time.monotonic()
-        if (self._ping_sent_at is not None or now - self._last_ping > PING_EVERY_S or self._pending
-                or now - self._last_drain > self.idle_bound_s):
+        if self._pending or now - self._last_drain > self.idle_bound_s or not self.lease.quiet(now):
             return False
         conn, poller = self._conn, self._poller
         sock = redis_seam.socket_of(conn) if conn is not None else None
@@ -156,18 +152,8 @@ class InvalidationTracker:
                 return DrainResult([], True)
             reset = now - self._last_drain > self.idle_bound_s
             self._last_drain = now
-            conn = self._conn
             try:
-                while conn.can_read(timeout=0):
-                    reply = conn.read_response(push_request=True)
-                    if reply in (b"PONG", "PONG"):
-                        self._ping_sent_at = None
-                if self._ping_sent_at is not None and now - self._ping_sent_at > PONG_WITHIN_S:
-                    raise ConnectionError("tracking connection did not answer PING")
-                if self._ping_sent_at is None and now - self._last_ping > PING_EVERY_S:
-                    conn.send_command("PING")
-                    self._ping_sent_at = now
-                    self._last_ping = now
+                self.lease.keep([self._conn], now)
             except (RedisError, OSError, ConnectionError):
                 self._drop()
                 self._pending.clear()
@@ -185,15 +171,13 @@ class InvalidationTracker:
             if conn is None:
                 return None
             try:
-                values = create_on(conn, version_keys, pong_first=self._ping_sent_at is not None)
+                return create_on(conn, version_keys, self.lease, 0)
             except ResponseError:
                 return None  # every reply was read: the connection is still in step
             except (RedisError, OSError):
                 self._drop()
                 self._pending.clear()
                 return None
-            self._ping_sent_at = None
-            return values
 
     def close(self) -> None:
         """Drop the connection (tests, shutdown)."""
@@ -201,22 +185,23 @@ class InvalidationTracker:
             self._drop()
 
 
-def create_on(conn: Connection, version_keys: Sequence[str], pong_first: bool) -> list[bytes]:
+def create_on(conn: Connection, version_keys: Sequence[str], lease: Lease, index: int) -> list[bytes]:
     """Create the missing `version_keys` with fresh tokens on a tracking connection and
     return every key's value. One pipelined MULTI of `SET key token NX` and `GET key` per
     key: NOLOOP keeps the creation from being pushed back to this connection (Redis ignores
-    NOLOOP for writes inside a Lua script, and `SET ... NX GET` needs Redis 7). With
-    `pong_first`, the PONG of an earlier keep-alive PING is read first. Pushes read on the
-    way go to the connection's push handler, and none is left in redis-py's buffer. Every
-    reply is read before the first error reply (a MOVED, say) is raised, so the connection
-    stays in step."""
+    NOLOOP for writes inside a Lua script, and `SET ... NX GET` needs Redis 7). If
+    connection `index` owes `lease` the PONG of an earlier PING, that PONG is read first
+    and renews the lease. Pushes read on the way go to the connection's push handler, and
+    none is left in redis-py's buffer. Every reply is read before the first error reply (a
+    MOVED, say) is raised, so the connection stays in step."""
     commands: list[tuple[str, ...]] = [("MULTI",)]
     for key in version_keys:
         commands += [("SET", key, new_token(), "NX", "EX", str(VERSION_TTL_S)), ("GET", key)]
     commands.append(("EXEC",))
     conn.send_packed_command(conn.pack_commands(commands))
-    if pong_first:
+    if index in lease.awaiting:
         conn.read_response()
+        lease.pong(index)
     error: Optional[ResponseError] = None
     reply = None
     for _ in commands:  # OK, QUEUED per command, then EXEC's array

@@ -7,17 +7,15 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-import pytest
 import redis
 
-from chalicelib.cache import tracking
 from chalicelib.cache.tiered import TieredCache
 from chalicelib.cache.tracking import InvalidationTracker
 from tests.integration.conftest import REDIS_URL, redis_settings
 
 
 def _tracker(namespace: str) -> InvalidationTracker:
-    return InvalidationTracker(redis_settings(read_timeout_s=1.0, breaker_cooldown_s=0.0), f"{namespace}:v:", 60.0)
+    return InvalidationTracker(redis_settings(read_timeout_s=1.0, breaker_cooldown_s=0.0), f"{namespace}:v:", 60.0, 0.5)
 
 
 def _pushes_until(tracker: InvalidationTracker, sentinel: str) -> list[str]:
@@ -48,15 +46,16 @@ def test_creation_is_told_to_others_but_not_echoed(namespace: str) -> None:
         other.close()
 
 
-def test_creation_with_a_keep_alive_ping_outstanding(namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tracking, "PING_EVERY_S", 0.0)  # every drain sends a PING
+def test_creation_with_a_lease_ping_outstanding(namespace: str) -> None:
     mine = _tracker(namespace)
     try:
         mine.drain()
-        time.sleep(0.001)
-        mine.drain()  # sends a PING whose PONG is not read yet
+        mine.lease.started -= 0.3  # past half the 0.5 s lease, not past all of it
+        mine.drain()  # sends a PING without waiting: its PONG is not read yet
+        assert mine.lease.awaiting == {0}
         values = mine.create_versions([f"{namespace}:v:{{t1}}:a", f"{namespace}:v:{{t1}}:b"])
         assert values is not None and len(values) == 2 and all(isinstance(v, bytes) for v in values)
+        assert mine.lease.awaiting == set() and mine.lease.sent_at is None  # the PONG renewed it
         assert not mine.drain().reset and mine.healthy
     finally:
         mine.close()

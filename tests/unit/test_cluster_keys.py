@@ -29,7 +29,7 @@ def test_redis_cluster_setting() -> None:
 
 
 def test_tracker_knows_the_owner_of_each_slot() -> None:
-    tracker = ClusterTracker(RedisSettings(cluster=True), "hb:v:", 60.0)
+    tracker = ClusterTracker(RedisSettings(cluster=True), "hb:v:", 60.0, 0.5)
     tracker._starts = [0, 5461, 10923]
     tracker._owners = [(5460, 0), (10922, 1), (16383, 2)]
     assert [tracker._owner(s) for s in (0, 5460, 5461, 12000, 16383)] == [0, 0, 1, 2, 2]
