@@ -173,12 +173,10 @@ class KeepAliveRequestHandler(ChaliceRequestHandler):
         """http.server's parsing, starting the clock of the access log's duration; a request
         line without an HTTP version (HTTP/0.9, whose answer is a bare body) answers 400."""
         self._started = time.perf_counter()
-        if not super().parse_request():
-            return False
-        if self.request_version == "HTTP/0.9":
+        if len(self.raw_requestline.split()) == 2:  # METHOD TARGET, no version: HTTP/0.9
             self.send_error(400)
             return False
-        return True
+        return super().parse_request()
 
     def _parse_payload(self) -> Tuple[Dict[str, Any], Optional[bytes]]:
         """The request's headers and body (as Chalice's, with the framing checked)."""
