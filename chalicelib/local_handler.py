@@ -131,7 +131,7 @@ class KeepAliveRequestHandler(ChaliceRequestHandler):
     disable_nagle_algorithm = True
     wbufsize = 1 << 16
     error_content_type = "application/json"
-    _linger = False  # set by send_error: drain the input before the connection closes
+    _linger = False  # set by answer_error: drain the input before the connection closes
     deadline: DeadlineReader
 
     def __init__(self, request: Any, client_address: Tuple[str, int], server: HTTPServer,
