@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Sequence
 
+from chalicelib.request_deadline import DEFAULT_CLIENT_TIMEOUT_S
 from chalicelib.settings import get_settings
 
 
@@ -127,8 +128,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if _secret_refused("serve"):
         return 2
-    serve(args.host, args.port, stage=args.stage, schedules=not args.no_schedules)
+    serve(args.host, args.port, stage=args.stage, schedules=not args.no_schedules,
+          client_timeout_s=args.client_timeout)
     return 0
+
+
+def _positive_seconds(value: str) -> float:
+    """A number of seconds greater than zero (argparse type)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--stage", default="dev", help="the .chalice/config.json stage (default dev)")
     p.add_argument("--no-schedules", action="store_true", help="do not run the local scheduler")
+    p.add_argument("--client-timeout", type=_positive_seconds, default=DEFAULT_CLIENT_TIMEOUT_S, metavar="S",
+                   help="seconds a client has to send a whole request (line, headers, body), counted from the "
+                        "end of the previous answer on a keep-alive connection; after that it gets 408 and the "
+                        f"connection is closed (default {DEFAULT_CLIENT_TIMEOUT_S:g})")
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -10,6 +10,10 @@ answer of its own in the API's error shape and an access log without query strin
 - HEAD: the status and headers of the answer, no body (no route answers HEAD: a known path
   answers 405 with Allow, an unknown one 404). Any other method without a handler in
   http.server (TRACE, PROPFIND, ...) goes to the app too: 405 with Allow, or 404.
+- Hardening: a body over 64 KiB (declared by Content-Length) answers 413 unread; a request
+  line, headers and body not all in within the client timeout (30 s) answer 408; any
+  Transfer-Encoding answers 501 (400 beside a Content-Length); a request line without an
+  HTTP version answers 400, never a bare HTTP/0.9 body. Each of these closes the connection.
 - Access log (stderr): `METHOD /path STATUS 1.2ms`, one line per answer; never the query
   string (patient searches carry names and record numbers), the client address or a header.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import socket
 import sys
 import time
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -26,9 +31,11 @@ from chalice.config import Config
 from chalice.local import ChaliceRequestHandler, LocalGateway, LocalGatewayException
 
 from chalicelib.http_errors import error_bytes
+from chalicelib.request_deadline import DEFAULT_CLIENT_TIMEOUT_S, ClientTimeout, DeadlineReader, buffered_reader
 
-# API Gateway's payload limit (10 MB): a larger Content-Length answers 413, unread.
-MAX_BODY_BYTES = 10 * 1024 * 1024
+# The largest body read (the routes take JSON of at most 16 KiB): a larger Content-Length
+# answers 413 before any of the body is read, whoever sends it.
+MAX_BODY_BYTES = 64 * 1024
 
 _MAX_LOGGED_METHOD = 16
 _MAX_LOGGED_PATH = 256
@@ -37,7 +44,7 @@ _NO_BODY_STATUSES = frozenset({204, 205, 304})
 # After an error that ends the connection, unread input (the rest of an over-long line,
 # headers, a refused body) is read and dropped, up to this much for at most this long, so
 # that closing does not reset the connection before the client has read the answer.
-_LINGER_BYTES = 1 << 20
+_LINGER_BYTES = MAX_BODY_BYTES
 _LINGER_SECONDS = 1.0
 
 
@@ -84,6 +91,22 @@ def _drain_and_half_close(sock: socket.socket) -> None:
         return
 
 
+def _body_length(headers: Message) -> int:
+    """The body length the headers announce (0: none). Transfer-Encoding of any kind is
+    refused, so that no body is ever framed in a way this server does not read (a chunked
+    body left unread would be parsed as the next request): 501, or 400 beside a
+    Content-Length (RFC 9112, 6.3). Content-Length: 400 when it is not a number or is
+    repeated with other values, 413 when it is over MAX_BODY_BYTES."""
+    lengths = headers.get_all("content-length") or []
+    if "transfer-encoding" in headers:
+        raise HttpLayerError(400 if lengths else 501)
+    if not lengths:
+        return 0
+    if len(set(lengths)) > 1:
+        raise HttpLayerError(400)
+    return _content_length(lengths[0])
+
+
 def _content_length(value: str) -> int:
     """The body length a Content-Length header announces; 400 when it is not a number, 413
     when it is over MAX_BODY_BYTES."""
@@ -108,7 +131,8 @@ class KeepAliveRequestHandler(ChaliceRequestHandler):
     disable_nagle_algorithm = True
     wbufsize = 1 << 16
     error_content_type = "application/json"
-    _linger = False  # set by send_error: drain the input before the connection closes
+    _linger = False  # set by answer_error: drain the input before the connection closes
+    deadline: DeadlineReader
 
     def __init__(self, request: Any, client_address: Tuple[str, int], server: HTTPServer,
                  app_object: Chalice, config: Config) -> None:
@@ -119,27 +143,45 @@ class KeepAliveRequestHandler(ChaliceRequestHandler):
 
     # -- requests -----------------------------------------------------------------------
 
+    def setup(self) -> None:
+        """http.server's set-up, reading requests through a per-request deadline (the
+        server's `client_timeout_s`, which also bounds each write)."""
+        super().setup()
+        self.rfile.close()  # the socket file http.server opened: releases its reference
+        timeout_s = getattr(self.server, "client_timeout_s", DEFAULT_CLIENT_TIMEOUT_S)
+        self.deadline, self.rfile = buffered_reader(self.connection, timeout_s)
+
     def handle(self) -> None:
         """Serve the connection's requests; a request refused before it reached the gateway
-        (a bad Content-Length) is answered in the error shape and ends the connection."""
+        (a bad Content-Length, a Transfer-Encoding, one not all in before the deadline) is
+        answered in the error shape and ends the connection."""
         try:
             super().handle()
         except HttpLayerError as exc:
-            self.send_error(exc.CODE)
+            self.answer_error(exc.CODE)
+        except ClientTimeout:
+            self.answer_error(408)
+
+    def handle_one_request(self) -> None:
+        """One request, which must arrive whole within the client timeout."""
+        self.command = None  # nothing of the previous request describes this one yet
+        self.request_version = self.default_request_version
+        self.deadline.start_request()
+        super().handle_one_request()
 
     def parse_request(self) -> bool:
-        """http.server's parsing, starting the clock of the access log's duration."""
+        """http.server's parsing, starting the clock of the access log's duration; a request
+        line without an HTTP version (HTTP/0.9, whose answer is a bare body) answers 400."""
         self._started = time.perf_counter()
+        if len(self.raw_requestline.split()) == 2:  # METHOD TARGET, no version: HTTP/0.9
+            self.send_error(400)
+            return False
         return super().parse_request()
 
     def _parse_payload(self) -> Tuple[Dict[str, Any], Optional[bytes]]:
-        """The request's headers and body (as Chalice's, with the Content-Length checked)."""
-        body = None
-        length_header = self.headers.get("content-length")
-        if length_header is not None:
-            length = _content_length(length_header)
-            if length > 0:
-                body = self.rfile.read(length)
+        """The request's headers and body (as Chalice's, with the framing checked)."""
+        length = _body_length(self.headers)
+        body = self.rfile.read(length) if length > 0 else None
         return dict(self.headers), body
 
     def do_HEAD(self) -> None:
@@ -164,9 +206,13 @@ class KeepAliveRequestHandler(ChaliceRequestHandler):
         app like any other, so a known path answers 405 with Allow, an unknown one 404, as
         API.md says, rather than http.server's 501."""
         status = int(code)
-        if status == 501 and _is_method_token(getattr(self, "command", "")) and not self._linger:
+        if status == 501 and _is_method_token(getattr(self, "command", None) or "") and not self._linger:
             self._generic_handle()
             return
+        self.answer_error(status)
+
+    def answer_error(self, status: int) -> None:
+        """Answer `status` in the error shape with Connection: close, as HTTP/1.x."""
         if self.request_version == "HTTP/0.9":
             # A request line http.server could not read leaves the default, HTTP/0.9, which
             # would send the body alone: answer with a status line and headers instead.

@@ -3,18 +3,22 @@
 The request handler (chalicelib.local_handler) disables Nagle's algorithm and buffers each
 response, so it leaves in one send; it answers the server's own errors (unknown path,
 malformed request, over-long lines, unsupported methods) in the API's JSON error shape and
-logs each request without its query string. Each connection's thread sees its own
+logs each request without its query string. A client has `client_timeout_s` (30 s) to send
+each request whole; a connection the client resets is one INFO line, without the client's
+address or a traceback. Each connection's thread sees its own
 current_request. `chalice local` runs no schedules, so a thread invokes the app's scheduled
 handlers with real EventBridge scheduled-event payloads.
 """
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import http.client
 import importlib
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -25,6 +29,7 @@ from chalice.local import LocalChalice, LocalDevServer, ThreadedHTTPServer
 
 from chalicelib.local_handler import KeepAliveRequestHandler
 from chalicelib.observability import error_fields
+from chalicelib.request_deadline import DEFAULT_CLIENT_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +88,33 @@ class _LocalContext:
         return 60_000
 
 
+# What a client does to its connection that is no fault of the server's.
+_CLIENT_RESETS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
 class BacklogHTTPServer(ThreadedHTTPServer):
     """Chalice's threaded server with a listen backlog for bursts of new clients (the
     socketserver default of 5 resets the sixth simultaneous connect) and daemon threads,
-    so an idle keep-alive client never holds the process at exit."""
+    so an idle keep-alive client never holds the process at exit. Its handler gives each
+    request `client_timeout_s` to arrive whole."""
 
     request_queue_size = 128
     daemon_threads = True
+
+    def __init__(self, server_address: tuple[str, int], handler_cls: Callable[..., Any],
+                 client_timeout_s: float = DEFAULT_CLIENT_TIMEOUT_S) -> None:
+        self.client_timeout_s = client_timeout_s
+        super().__init__(server_address, handler_cls)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log a connection that ended in an exception, never with the client's address
+        (socketserver prints it with a traceback): a client's reset as one INFO line, any
+        other failure as an error with its type and code locations."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, _CLIENT_RESETS):
+            log.info("client closed the connection abruptly", extra={"error_type": type(exc).__name__})
+        elif exc is not None:
+            log.error("connection handler failed", extra=error_fields(exc))
 
 
 def thread_local_requests(app_obj: Chalice) -> Chalice:
@@ -102,8 +127,10 @@ def thread_local_requests(app_obj: Chalice) -> Chalice:
     return app_obj
 
 
-def serve(host: str, port: int, stage: str = "dev", schedules: bool = True) -> None:
-    """Serve the API like `chalice local` with Nagle disabled, plus the local scheduler."""
+def serve(host: str, port: int, stage: str = "dev", schedules: bool = True,
+          client_timeout_s: float = DEFAULT_CLIENT_TIMEOUT_S) -> None:
+    """Serve the API like `chalice local` with Nagle disabled, plus the local scheduler;
+    a request not whole within `client_timeout_s` answers 408."""
     from chalice.cli.factory import CLIFactory
 
     project_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -112,8 +139,9 @@ def serve(host: str, port: int, stage: str = "dev", schedules: bool = True) -> N
     for key, value in config.environment_variables.items():
         os.environ.setdefault(key, value)
     app_obj = thread_local_requests(factory.load_chalice_app())
+    server_cls = functools.partial(BacklogHTTPServer, client_timeout_s=client_timeout_s)
     server = LocalDevServer(app_obj, config, host, port, handler_cls=KeepAliveRequestHandler,
-                            server_cls=BacklogHTTPServer)
+                            server_cls=server_cls)
     if schedules:
         intervals = {
             "refresh_views": float(os.environ.get("LOCAL_REFRESH_INTERVAL", "60")),

@@ -76,10 +76,12 @@ class PrivateRedis:
 
 
 class ApiServer:
-    """`python -m chalicelib.cli serve --no-schedules` on a free port, in its own session."""
+    """`python -m chalicelib.cli serve --no-schedules [serve_args]` on a free port, in its
+    own session."""
 
-    def __init__(self, env: dict[str, str], port: Optional[int] = None) -> None:
+    def __init__(self, env: dict[str, str], port: Optional[int] = None, serve_args: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
+        self.serve_args = serve_args
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         self.proc: Optional[subprocess.Popen] = None
         self.log_path = os.path.join("/tmp", f"hb-test-server-{os.getpid()}-{self.port}.log")
@@ -87,7 +89,8 @@ class ApiServer:
     def start(self) -> "ApiServer":
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chalicelib.cli", "serve", "--port", str(self.port), "--no-schedules"],
+            [sys.executable, "-m", "chalicelib.cli", "serve", "--port", str(self.port), "--no-schedules",
+             *self.serve_args],
             cwd=PROJECT_DIR, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 

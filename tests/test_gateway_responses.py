@@ -118,3 +118,16 @@ def test_unknown_path_message_says_unknown_path_or_method(gateway_responses: dic
     MISSING_AUTHENTICATION_TOKEN); the 404's message says so."""
     message = _document(gateway_responses["MISSING_AUTHENTICATION_TOKEN"])["error"]["message"]
     assert "path" in message and "method" in message
+
+
+def test_the_deployed_api_declares_no_options_method(app_env: Any) -> None:
+    """No route has CORS, so the API definition Chalice deploys has no OPTIONS method (no
+    mock preflight answering 200): API Gateway answers OPTIONS as any undeclared method,
+    MISSING_AUTHENTICATION_TOKEN, 404 not_found; Chalice and `serve` answer 405."""
+    from chalice.deploy.swagger import CFNSwaggerGenerator
+
+    import app as app_module
+
+    paths = CFNSwaggerGenerator().generate_swagger(app_module.app)["paths"]
+    assert "/api/departments" in paths
+    assert {method for methods in paths.values() for method in methods} <= {"get", "post"}

@@ -11,7 +11,6 @@ import http.client
 import inspect
 import json
 import re
-import socket
 import threading
 import time
 from typing import Any, Iterator, Optional
@@ -19,29 +18,15 @@ from typing import Any, Iterator, Optional
 import pytest
 from chalice import BadRequestError, Chalice, NotFoundError, Response
 from chalice.local import LocalChalice
+from chalice.test import Client
 
-from chalicelib.api_app import ShapedErrorsChalice
+from chalicelib.api_app import RouteMethods, ShapedErrorsChalice
 from chalicelib.http import error_response, json_response
 from chalicelib.local_server import thread_local_requests
-from tests.helpers_servers import ApiServer, KeepAlive
+from tests.helpers_http import assert_error_shape, raw_exchange, request_bytes
+from tests.helpers_servers import PROJECT_DIR, ApiServer, KeepAlive
 
 TOKEN_MARK = "TOKEN-MUST-NOT-BE-ECHOED-4f9c2a"
-SNAKE_CASE = re.compile(r"^[a-z]+(_[a-z]+)*$")
-
-
-def assert_error_shape(status: int, headers: dict[str, str], body: bytes, code: str,
-                       echoed: tuple[str, ...] = ()) -> None:
-    """`body` is one JSON error document with `code`, sent as application/json, and none
-    of the `echoed` request fragments appears in it."""
-    assert headers.get("content-type", "").startswith("application/json"), (status, headers)
-    document = json.loads(body)
-    assert set(document) == {"error"}, document
-    assert set(document["error"]) <= {"code", "message", "details"}, document
-    assert document["error"]["code"] == code, (status, document)
-    assert SNAKE_CASE.match(code) and document["error"]["message"]
-    for fragment in echoed:
-        assert fragment.encode() not in body, (fragment, body)
-        assert all(fragment not in value for value in headers.values()), (fragment, headers)
 
 
 # -- the Chalice handler, as Lambda sees it -------------------------------------------------
@@ -112,7 +97,7 @@ def test_seam_is_chalice_call_statement_for_statement() -> None:
     ]
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
 def test_lambda_wrong_method_is_405_with_allow(lambda_app: Chalice, method: str) -> None:
     auth = f"Bearer {TOKEN_MARK}"
     status, headers, body = lambda_call(lambda_app, api_event(method, "/api/departments", query={"clientId": "1"},
@@ -126,6 +111,26 @@ def test_lambda_wrong_method_on_a_post_route(lambda_app: Chalice) -> None:
     status, headers, body = lambda_call(lambda_app, api_event("GET", "/api/appointments"))
     assert (status, headers["allow"]) == (405, "POST")
     assert_error_shape(status, headers, body, "method_not_allowed")
+
+
+@pytest.mark.parametrize(("path", "allow"), [("/api/departments?clientId=1", "GET"), ("/api/appointments", "POST"),
+                                            ("/api/appointments/5/cancel", "POST"), ("/monitor", "GET")])
+def test_chalice_test_client_options_is_405_with_allow(lambda_app: Chalice, path: str, allow: str) -> None:
+    """Chalice's LocalGateway (chalice.test.Client, `serve`) answered OPTIONS 200 itself, as
+    a CORS preflight; the API has no CORS, so OPTIONS is a wrong method like any other."""
+    with Client(lambda_app, project_dir=PROJECT_DIR) as client:
+        response = client.http.options(path, headers={"Authorization": f"Bearer {TOKEN_MARK}"})
+    headers = {k.lower(): str(v) for k, v in response.headers.items()}
+    assert (response.status_code, headers.get("allow")) == (405, allow)
+    assert_error_shape(response.status_code, headers, response.body, "method_not_allowed", echoed=(TOKEN_MARK,))
+
+
+def test_options_is_not_one_of_a_routes_methods(lambda_app: Chalice) -> None:
+    """The 405 view for OPTIONS is found by lookup, never listed: not in Allow, not in the
+    deployed API (tests/test_gateway_responses.py)."""
+    for path, methods in lambda_app.routes.items():
+        assert "OPTIONS" not in list(methods) and "OPTIONS" in methods, path
+    assert "OPTIONS" not in RouteMethods()  # a path without views has no OPTIONS either
 
 
 def test_lambda_head_answers_405_without_a_body(lambda_app: Chalice) -> None:
@@ -240,38 +245,6 @@ def server(app_env: Any) -> Iterator[ApiServer]:
         started.stop()
 
 
-def raw_exchange(port: int, data: bytes, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
-    """Send raw bytes, read until the server closes; (status, lower-cased headers, body)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(data)
-        chunks = []
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    reply = b"".join(chunks)
-    head, _, body = reply.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    match = re.match(r"HTTP/1\.[01] (\d{3}) ", lines[0])
-    assert match, reply[:300]
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(match.group(1)), headers, body
-
-
-def request_bytes(method: str, target: str, headers: Optional[dict[str, str]] = None) -> bytes:
-    """A request whose connection closes after the answer."""
-    lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
-    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
 @pytest.mark.parametrize("target", ["/nope", "/api/nope?clientId=1", "/", "/api/appointments/1/cancel/extra"])
 def test_serve_unknown_path_is_404_without_the_token(server: ApiServer, target: str) -> None:
     auth = f"Bearer {TOKEN_MARK}"
@@ -291,6 +264,8 @@ def test_serve_unknown_path_without_authorization(server: ApiServer) -> None:
     ("PUT", "/api/departments?clientId=1", "GET"),
     ("GET", "/api/appointments", "POST"),
     ("PATCH", "/api/appointments/5/cancel", "POST"),
+    ("OPTIONS", "/api/departments?clientId=1", "GET"),
+    ("OPTIONS", "/api/appointments/5/status", "POST"),
 ])
 def test_serve_wrong_method_is_405_with_allow(server: ApiServer, method: str, target: str, allow: str) -> None:
     status, headers, body = raw_exchange(server.port, request_bytes(method, target, {
@@ -326,7 +301,8 @@ def test_serve_head_keeps_a_keep_alive_connection_in_step(server: ApiServer) -> 
 @pytest.mark.parametrize(("method", "target", "status", "code"), [
     ("TRACE", "/api/health", 405, "method_not_allowed"), ("PROPFIND", "/api/health", 405, "method_not_allowed"),
     ("PUT", "/api/slots/available?clientId=1", 405, "method_not_allowed"),
-    ("CONNECT", "127.0.0.1:443", 404, "not_found"), ("BREW", "/", 404, "not_found")])
+    ("CONNECT", "127.0.0.1:443", 404, "not_found"), ("BREW", "/", 404, "not_found"),
+    ("OPTIONS", "/api/nope", 404, "not_found"), ("OPTIONS", "*", 404, "not_found")])
 def test_serve_other_methods_are_405_on_known_paths_else_404(server: ApiServer, method: str, target: str,
                                                               status: int, code: str) -> None:
     got, headers, body = raw_exchange(server.port, request_bytes(method, target, {
