@@ -25,6 +25,7 @@ from chalice.local import LocalChalice, LocalDevServer, ThreadedHTTPServer
 
 from chalicelib.local_handler import KeepAliveRequestHandler
 from chalicelib.observability import error_fields
+from chalicelib.settings import get_settings, reset_settings
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ def serve(host: str, port: int, stage: str = "dev", schedules: bool = True) -> N
     config = factory.create_config_obj(chalice_stage_name=stage)
     for key, value in config.environment_variables.items():
         os.environ.setdefault(key, value)
+    reset_settings()
+    get_settings()  # the stage's variables are checked too: SettingsError before serving
     app_obj = thread_local_requests(factory.load_chalice_app())
     server = LocalDevServer(app_obj, config, host, port, handler_cls=KeepAliveRequestHandler,
                             server_cls=BacklogHTTPServer)
