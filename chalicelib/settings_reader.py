@@ -30,8 +30,8 @@ class SettingsError(ValueError):
 
 
 def _number_text(value: float) -> str:
-    """`5`, `0.05`, `86400`: a bound as an operator would write it."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """`5`, `0.05`, `2592000`: a bound as an operator would write it."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 class EnvReader:
