@@ -2,7 +2,7 @@
 
 Token rules (API.md): a token lives at most `AUTH_MAX_TOKEN_TTL` seconds (default 24 h)
 past its `iat` (and never expires later than that from now, `iat` or not); clocks may
-differ by `LEEWAY_S`; the secret must be at least `MIN_SECRET_BYTES` long.
+differ by `LEEWAY_S`; the secret must be at least `settings.MIN_SECRET_BYTES` long.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from chalicelib.http import ApiError
-from chalicelib.settings import Settings
+from chalicelib.settings import Settings, SettingsError, secret_problem
 
 ROLES = ("staff", "admin", "patient", "operator")
 STAFF = ("staff", "admin")  # the hospital's own people
@@ -24,21 +24,7 @@ _REQUIRED = ["sub", "role", "exp"]  # and `tenant`, except for operator tokens
 _VERIFIED_MAX = 4096
 LEEWAY_S = 30
 DEFAULT_MAX_TTL_S = 24 * 3600
-MIN_SECRET_BYTES = 32
 _MAX_TOKEN_BYTES = 8192
-
-
-class WeakSecret(ValueError):
-    """AUTH_SECRET is missing or shorter than MIN_SECRET_BYTES."""
-
-
-def check_secret(secret: str) -> None:
-    """Raise WeakSecret unless the secret is at least MIN_SECRET_BYTES bytes (UTF-8)."""
-    if not secret:
-        raise WeakSecret("AUTH_SECRET is not set")
-    if len(secret.encode()) < MIN_SECRET_BYTES:
-        raise WeakSecret(f"AUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes"
-                         f" (for example: openssl rand -base64 32)")
 
 
 @dataclass(frozen=True)
@@ -136,8 +122,8 @@ def principal_from_claims(claims: Mapping[str, object], expires_at: float,
 
 
 def verify_token(token: str, secret: str, max_ttl_s: float = DEFAULT_MAX_TTL_S) -> Principal:
-    """Verify a JWT and return its principal; raises ApiError(401) on any defect, and 503
-    when the service's own secret is missing or too short.
+    """Verify a JWT and return its principal; raises ApiError(401) on any defect, and
+    SettingsError when the service's own secret is missing or too short.
 
     Verified tokens are remembered (bounded) so a warm container pays for HMAC once per
     token; expiry is still checked on every use.
@@ -145,10 +131,9 @@ def verify_token(token: str, secret: str, max_ttl_s: float = DEFAULT_MAX_TTL_S) 
     cache_key = (token, secret)
     principal = _verified.get(cache_key)
     if principal is None:
-        try:
-            check_secret(secret)
-        except WeakSecret as exc:
-            raise ApiError(503, f"The service is misconfigured: {exc}.", code="unavailable") from None
+        problem = secret_problem(secret)
+        if problem is not None:
+            raise SettingsError([problem])
         if len(token) > _MAX_TOKEN_BYTES:
             raise ApiError(401, "The token is not valid.")
         import jwt  # PyJWT (and cryptography) on the first token, not at a cold start

@@ -12,7 +12,7 @@ import time
 from typing import Sequence
 
 from chalicelib.request_deadline import DEFAULT_CLIENT_TIMEOUT_S
-from chalicelib.settings import get_settings
+from chalicelib.settings import SettingsError, get_settings, require_auth_secret
 
 
 def _connect_admin_and_create() -> None:
@@ -90,24 +90,11 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     return 0 if result.get("status") in ("ok", "skipped") else 1
 
 
-def _secret_refused(command: str) -> bool:
-    """Print why and return True when AUTH_SECRET is missing or shorter than 32 bytes."""
-    from chalicelib.auth import WeakSecret, check_secret
-
-    try:
-        check_secret(get_settings().auth_secret)
-    except WeakSecret as exc:
-        print(f"{command}: {exc}", file=sys.stderr)
-        return True
-    return False
-
-
 def cmd_token(args: argparse.Namespace) -> int:
     from chalicelib.auth import issue_token
 
-    if _secret_refused("token"):
-        return 2
     settings = get_settings()
+    secret = require_auth_secret(settings)
     if args.role == "patient" and args.patient_id is None:
         print("token: --patient-id is required with --role patient", file=sys.stderr)
         return 2
@@ -118,16 +105,14 @@ def cmd_token(args: argparse.Namespace) -> int:
         print(f"token: --ttl must be 1 to {settings.auth_max_token_ttl_s} seconds (AUTH_MAX_TOKEN_TTL)",
               file=sys.stderr)
         return 2
-    print(issue_token(settings.auth_secret, args.tenant or 0, args.role, patient_id=args.patient_id,
-                      ttl_s=args.ttl))
+    print(issue_token(secret, args.tenant or 0, args.role, patient_id=args.patient_id, ttl_s=args.ttl))
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from chalicelib.local_server import serve
 
-    if _secret_refused("serve"):
-        return 2
+    require_auth_secret(get_settings())
     serve(args.host, args.port, stage=args.stage, schedules=not args.no_schedules,
           client_timeout_s=args.client_timeout)
     return 0
@@ -197,12 +182,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point."""
+    """Entry point: check the settings, then run the command. Refused settings exit 2 with
+    one line per problem on stderr (the variable, its problem, what is allowed)."""
     args = build_parser().parse_args(argv)
-    if args.command == "seed" and args.if_empty:
-        code = args.func(args)
-        return 0 if code == 3 else code
-    return args.func(args)
+    try:
+        get_settings()
+        return _run(args)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command's exit status (`seed --if-empty` on a seeded database is a success)."""
+    code: int = args.func(args)
+    if args.command == "seed" and args.if_empty and code == 3:
+        return 0
+    return code
 
 
 if __name__ == "__main__":

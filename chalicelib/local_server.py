@@ -30,6 +30,7 @@ from chalice.local import LocalChalice, LocalDevServer, ThreadedHTTPServer
 from chalicelib.local_handler import KeepAliveRequestHandler
 from chalicelib.observability import error_fields
 from chalicelib.request_deadline import DEFAULT_CLIENT_TIMEOUT_S
+from chalicelib.settings import get_settings, reset_settings
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,8 @@ def serve(host: str, port: int, stage: str = "dev", schedules: bool = True,
     config = factory.create_config_obj(chalice_stage_name=stage)
     for key, value in config.environment_variables.items():
         os.environ.setdefault(key, value)
+    reset_settings()
+    get_settings()  # the stage's variables are checked too: SettingsError before serving
     app_obj = thread_local_requests(factory.load_chalice_app())
     server_cls = functools.partial(BacklogHTTPServer, client_timeout_s=client_timeout_s)
     server = LocalDevServer(app_obj, config, host, port, handler_cls=KeepAliveRequestHandler,

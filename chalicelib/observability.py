@@ -35,7 +35,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional
 
 from chalice import Chalice
 
+from chalicelib.misconfigured import misconfigured_result
 from chalicelib.powertools_seam import log_keys
+from chalicelib.settings import SettingsError, get_settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
@@ -336,14 +338,18 @@ def error_fields(exc: BaseException) -> dict[str, Any]:
 
 
 def log_scheduled(name: str, job: Callable[[], dict[str, Any]], context: Any = None) -> dict[str, Any]:
-    """Run a scheduled job, logging its outcome and duration under the invocation's id."""
+    """Run a scheduled job, logging its outcome and duration under the invocation's id;
+    with refused settings, log them (once) and return without running it."""
     started = time.perf_counter()
     request_scope.enter(context)
     try:
+        get_settings()
         result = job()
         powertools_logger().info("scheduled job done", extra={"job": name, "ms": round((time.perf_counter() - started) * 1000, 1),
                                                  "result": result})
         return result
+    except SettingsError as exc:
+        return misconfigured_result(exc)  # logged once; nothing to retry until the settings change
     except Exception as exc:
         powertools_logger().error("scheduled job failed", extra={"job": name, **error_fields(exc)})
         raise

@@ -90,8 +90,10 @@ _ERRORS = {
     413: "payload_too_large: the body is over 16 KiB",
     415: "unsupported_media_type: send Content-Type: application/json",
     422: "idempotency_key_reused: this Idempotency-Key came with another body",
-    503: "unavailable: the database is down or busy; for a write, the message says whether it may have been saved",
+    503: "unavailable: the database is down or busy; for a write, the message says whether it may have been saved;"
+         " or misconfigured: the service's settings are refused (the message names each variable and what is allowed)",
 }
+_MISCONFIGURED = "misconfigured: the service's settings are refused (the message names each variable and what is allowed)"
 _READ_ERRORS = (400, 401, 403, 404, 405, 503)
 _WRITE_ERRORS = (400, 401, 403, 404, 405, 409, 413, 415, 503)
 _CACHE_HEADERS = {
@@ -159,7 +161,9 @@ def document() -> dict[str, Any]:
         "info": {"title": "Hospital booking API", "version": "1.1.0"},
         "paths": {
             "/api/health": {"get": {"summary": "Health", "responses": {
-                "200": _json("Health", "PostgreSQL answers"), "503": _json("Health", "PostgreSQL is down"),
+                "200": _json("Health", "PostgreSQL answers"),
+                "503": {"description": f"PostgreSQL is down (Health), or {_MISCONFIGURED} (Error)",
+                        "content": {"application/json": {"schema": {"oneOf": [_ref("Health"), _ref("Error")]}}}},
                 "405": _json("Error", _ERRORS[405])}}},
             "/api/departments": _cached_get("Departments", TenantQuery, "any", "Departments"),
             "/api/doctors": _cached_get("Doctors", DoctorsQuery, "any", "Doctors"),
@@ -191,7 +195,7 @@ def document() -> dict[str, Any]:
                                              {"200": _json("CacheStats", "OK")}, (401, 403, 405, 503))}},
             "/api/openapi.json": {"get": {"summary": "This document", "responses": {
                 "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}},
-                "405": _json("Error", _ERRORS[405])}}},
+                "405": _json("Error", _ERRORS[405]), "503": _json("Error", _MISCONFIGURED)}}},
             "/monitor": {"get": {"summary": "Cache monitor page (HTML)",
                                  "description": "No token needed for the page; its data needs an admin token.",
                                  "responses": {"200": {"description": "HTML", "content": {

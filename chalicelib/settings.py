@@ -8,16 +8,27 @@ In AWS, credentials come from Secrets Manager (see `chalicelib.secrets`).
 from __future__ import annotations
 
 import os
+import re
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Collection, Mapping
 from urllib.parse import parse_qsl, quote, unquote, urlparse, urlsplit
+
+from chalicelib.settings_reader import EnvReader, SettingsError
 
 # Per-resource lifetime overrides: CACHE_TTL_<RESOURCE> (fresh seconds) and
 # CACHE_STALE_<RESOURCE> (stale window seconds); the defaults are declared with each
 # resource in chalicelib/booking/resources.py.
 FRESH_PREFIX = "CACHE_TTL_"
 STALE_PREFIX = "CACHE_STALE_"
+MAX_LIFETIME_S = 7 * 86400.0 - 1  # the longest freshness, stale window or stale age accepted: under a
+# week, the life of a version key (chalicelib/cache/keys.py, VERSION_TTL_S)
+
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-full")
+MIN_SECRET_BYTES = 32
+SECRET_RULE = f"must be at least {MIN_SECRET_BYTES} bytes (for example: openssl rand -base64 32)"
+PORT_RULE = "its port must be a whole number from 1 to 65535"
+NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -121,10 +132,10 @@ class OidcSettings:
 class Settings:
     """Everything the API, the jobs and the CLI read from the environment."""
 
-    db: DatabaseSettings
-    redis: RedisSettings
-    cache: CacheSettings
-    auth_secret: str
+    db: DatabaseSettings = field(default_factory=DatabaseSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    auth_secret: str = ""
     # DATABASE_READ_URL: a read replica for the cached reads' loaders (None: all on `db`);
     # its unset parts (credentials, TLS, timeouts, pool) are the primary's.
     db_read: DatabaseSettings | None = None
@@ -141,47 +152,35 @@ class Settings:
     shared_secret_tokens: bool = True  # AUTH_SHARED_SECRET_TOKENS=0 refuses the HS256 tokens
 
 
-def _oidc(merged: Mapping[str, str]) -> OidcSettings:
-    """AUTH_OIDC_* and the claim names; ValueError naming the variable when unusable."""
-    issuer = merged.get("AUTH_OIDC_ISSUER", "").strip()
+def _https_url(text: str, loopback_http: bool = False) -> str:
+    """An https:// URL (or, with `loopback_http`, plain http on this machine's loopback)."""
+    allowed = ("https://", "http://127.0.0.1:", "http://localhost:") if loopback_http else ("https://",)
+    if not text.startswith(allowed):
+        raise ValueError("must be an https:// URL" + (" (plain http only on loopback)" if loopback_http else ""))
+    return text
+
+
+def _oidc(reader: EnvReader) -> OidcSettings:
+    """AUTH_OIDC_* and the claim names (all unused while no issuer is set)."""
+    base = OidcSettings()
+    issuer = reader.parsed("AUTH_OIDC_ISSUER", _https_url, base.issuer)
     if not issuer:
-        return OidcSettings()
-    if not issuer.startswith("https://"):
-        raise ValueError("AUTH_OIDC_ISSUER must be an https:// URL")
-    audience = merged.get("AUTH_OIDC_AUDIENCE", "").strip()
+        return base
+    audience = reader.text("AUTH_OIDC_AUDIENCE") or ""
     if not audience:
-        raise ValueError("AUTH_OIDC_AUDIENCE must be set with AUTH_OIDC_ISSUER (the client id tokens are for)")
-    jwks_url = merged.get("AUTH_OIDC_JWKS_URL", "").strip()
-    if jwks_url and not jwks_url.startswith(("https://", "http://127.0.0.1:", "http://localhost:")):
-        raise ValueError("AUTH_OIDC_JWKS_URL must be an https:// URL (plain http only on this machine's loopback)")
+        reader.refuse("AUTH_OIDC_AUDIENCE", "must be set with AUTH_OIDC_ISSUER (the client id its tokens are for)")
     return OidcSettings(
-        issuer=issuer, audience=audience, jwks_url=jwks_url,
-        jwks_min_refresh_s=float(_bounded_int(merged.get("AUTH_JWKS_MIN_REFRESH_S", "60"),
-                                              "AUTH_JWKS_MIN_REFRESH_S", 0, 86400)),
-        tenant_claim=merged.get("AUTH_TENANT_CLAIM", "tenant") or "tenant",
-        role_claim=merged.get("AUTH_ROLE_CLAIM", "role") or "role",
-        patient_claim=merged.get("AUTH_PATIENT_CLAIM", "patientId") or "patientId")
+        issuer=issuer, audience=audience,
+        jwks_url=reader.parsed("AUTH_OIDC_JWKS_URL", lambda text: _https_url(text, loopback_http=True), ""),
+        jwks_min_refresh_s=reader.seconds("AUTH_JWKS_MIN_REFRESH_S", 0.0, 86400.0, base.jwks_min_refresh_s),
+        tenant_claim=reader.text("AUTH_TENANT_CLAIM") or base.tenant_claim,
+        role_claim=reader.text("AUTH_ROLE_CLAIM") or base.role_claim,
+        patient_claim=reader.text("AUTH_PATIENT_CLAIM") or base.patient_claim)
 
 
-def _bool(value: str | None, default: bool = False) -> bool:
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _bounded_int(text: str, name: str, low: int, high: int) -> int:
-    """An integer setting within [low, high]; ValueError naming the variable otherwise."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer") from None
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}")
-    return value
-
-
-def parse_database_url(url: str, name: str = "DATABASE_URL") -> dict[str, object]:
-    """Split a postgresql:// URL into DatabaseSettings keyword arguments.
+def parse_database_url(url: str) -> dict[str, object]:
+    """Split a postgresql:// URL into DatabaseSettings keyword arguments; ValueError saying
+    what is wrong (never quoting the URL, which may carry a password).
 
     The host may be a Unix socket directory, as libpq accepts it: percent-encoded in the
     authority (`postgresql://u@%2Fvar%2Frun%2Fpostgresql/db`) or in the query
@@ -190,7 +189,7 @@ def parse_database_url(url: str, name: str = "DATABASE_URL") -> dict[str, object
     override the authority's parts, as in libpq."""
     parsed = urlsplit(url)
     if parsed.scheme not in {"postgres", "postgresql"}:
-        raise ValueError(f"{name} must start with postgresql://")
+        raise ValueError("must be a postgresql:// URL (postgresql://user:password@host:port/database)")
     userinfo, _, hostport = parsed.netloc.rpartition("@")
     out: dict[str, object] = {}
     if userinfo:
@@ -211,6 +210,8 @@ def parse_database_url(url: str, name: str = "DATABASE_URL") -> dict[str, object
     for name, value in parse_qsl(parsed.query, keep_blank_values=False):
         if name == "port":
             out["port"] = _port(value)
+        elif name == "sslmode" and value not in SSL_MODES:
+            raise ValueError(f"its sslmode must be one of {', '.join(SSL_MODES)}")
         elif name in names:
             out[names[name]] = value
     return out
@@ -230,141 +231,205 @@ def _split_host_port(hostport: str) -> tuple[str, int | None]:
 
 def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ValueError("the port in DATABASE_URL must be a number from 1 to 65535")
+        raise ValueError(PORT_RULE)
     return int(text)
 
 
 def parse_redis_url(url: str) -> dict[str, object]:
-    """Split a redis:// or rediss:// URL into RedisSettings keyword arguments."""
+    """Split a redis:// or rediss:// URL into RedisSettings keyword arguments; ValueError
+    saying what is wrong (never quoting the URL, which may carry a password)."""
     parsed = urlparse(url)
     if parsed.scheme not in {"redis", "rediss"}:
-        raise ValueError("REDIS_URL must start with redis:// or rediss://")
+        raise ValueError("must be a redis:// or rediss:// URL (rediss://:password@host:port/db)")
+    try:
+        port = parsed.port
+    except ValueError:
+        raise ValueError(PORT_RULE) from None
     out: dict[str, object] = {"tls": parsed.scheme == "rediss"}
     if parsed.hostname:
         out["host"] = parsed.hostname
-    if parsed.port:
-        out["port"] = parsed.port
+    if port:
+        out["port"] = port
     if parsed.username:
         out["username"] = unquote(parsed.username)
     if parsed.password:
         out["password"] = unquote(parsed.password)
-    if parsed.path and parsed.path.strip("/"):
-        out["db"] = int(parsed.path.strip("/"))
+    db = parsed.path.strip("/")
+    if db:
+        if not db.isdigit():
+            raise ValueError("its path must be a database number: a whole number from 0 up")
+        out["db"] = int(db)
     return out
 
 
-def _overrides(env: Mapping[str, str], prefix: str) -> dict[str, float]:
-    """Seconds by resource name from every `<prefix><RESOURCE>` variable."""
+def secret_problem(secret: str) -> str | None:
+    """What is wrong with the token secret AUTH_SECRET, as a problem line (None: nothing)."""
+    if not secret:
+        return f"AUTH_SECRET: not set; {SECRET_RULE}"
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        return f"AUTH_SECRET: too short; {SECRET_RULE}"
+    return None
+
+
+def require_auth_secret(settings: Settings) -> str:
+    """The token secret, for what signs or verifies tokens; SettingsError when it is unset
+    (a set but short one is refused with every other setting)."""
+    problem = secret_problem(settings.auth_secret)
+    if problem is not None:
+        raise SettingsError([problem])
+    return settings.auth_secret
+
+
+def _database(reader: EnvReader) -> DatabaseSettings:
+    """PostgreSQL: DATABASE_URL, else the PG* variables; then TLS, timeouts and the pool."""
+    base = DatabaseSettings()
+    separate: dict[str, object] = {
+        "host": reader.text("PGHOST") or base.host, "port": reader.whole_number("PGPORT", 1, 65535, base.port),
+        "user": reader.text("PGUSER") or base.user, "password": reader.text("PGPASSWORD"),
+        "database": reader.text("PGDATABASE") or base.database,
+    }
+    parts = reader.parsed("DATABASE_URL", parse_database_url, separate)
+    return replace(base, **{  # type: ignore[arg-type]
+        **parts,
+        "ssl_mode": reader.choice("PGSSLMODE", SSL_MODES, str(parts.get("ssl_mode", base.ssl_mode))),
+        "ssl_root_cert": reader.text("PGSSLROOTCERT") or parts.get("ssl_root_cert"),
+        "statement_timeout_ms": reader.whole_number("DB_STATEMENT_TIMEOUT_MS", 1, 3_600_000,
+                                                    base.statement_timeout_ms),
+        "prepared_statements": reader.flag("DB_PREPARED_STATEMENTS", base.prepared_statements),
+        "pool_size": reader.whole_number("DB_POOL_SIZE", 1, 100, base.pool_size),
+        "pool_wait_ms": reader.whole_number("DB_POOL_WAIT_MS", 0, 60_000, base.pool_wait_ms),
+    })
+
+
+def _read_replica(reader: EnvReader, primary: DatabaseSettings) -> DatabaseSettings | None:
+    """DATABASE_READ_URL over the primary's settings (None when unset)."""
+    if reader.text("DATABASE_READ_URL") is None:
+        return None
+    return replace(primary, **reader.parsed("DATABASE_READ_URL", parse_database_url, {}))  # type: ignore[arg-type]
+
+
+def _redis(reader: EnvReader) -> RedisSettings:
+    """Redis: REDIS_URL, else the REDIS_* variables; then timeouts, breaker and cluster mode."""
+    base = RedisSettings()
+    separate: dict[str, object] = {
+        "enabled": not reader.flag("REDIS_DISABLED", not base.enabled),
+        "host": reader.text("REDIS_HOST") or base.host, "port": reader.whole_number("REDIS_PORT", 1, 65535, base.port),
+        "password": reader.text("REDIS_PASSWORD"), "tls": reader.flag("REDIS_TLS", base.tls),
+    }
+    return replace(base, **{  # type: ignore[arg-type]
+        **reader.parsed("REDIS_URL", parse_redis_url, separate),
+        "cluster": reader.flag("REDIS_CLUSTER", base.cluster),
+        "connect_timeout_s": reader.seconds("REDIS_CONNECT_TIMEOUT", 0.001, 60.0, base.connect_timeout_s),
+        "read_timeout_s": reader.seconds("REDIS_READ_TIMEOUT", 0.001, 60.0, base.read_timeout_s),
+        "breaker_failures": reader.whole_number("REDIS_BREAKER_FAILURES", 1, 1000, base.breaker_failures),
+        "breaker_cooldown_s": reader.seconds("REDIS_BREAKER_COOLDOWN", 0.0, 3600.0, base.breaker_cooldown_s),
+    })
+
+
+def _namespace(text: str) -> str:
+    if not NAMESPACE_PATTERN.fullmatch(text):
+        raise ValueError("must be 1 to 64 letters, digits, '_', '-' or '.'")
+    return text
+
+
+def _overrides(reader: EnvReader, prefix: str, resources: Collection[str]) -> dict[str, float]:
+    """Seconds by resource name from every `<prefix><RESOURCE>` variable; a name that is no
+    cached resource is a problem (a typo would otherwise be ignored)."""
     out: dict[str, float] = {}
-    for key, text in env.items():
-        if key.startswith(prefix) and len(key) > len(prefix):
-            try:
-                seconds = float(text)
-            except ValueError:
-                raise ValueError(f"{key} must be a number of seconds") from None
-            if not seconds >= 0:
-                raise ValueError(f"{key} must not be negative")
-            out[key[len(prefix):].lower()] = seconds
+    for key in sorted(k for k in reader.values if k.startswith(prefix)):
+        resource = key[len(prefix):].lower()
+        if resource in resources:
+            out[resource] = reader.seconds(key, 0.0, MAX_LIFETIME_S, 0.0)
+        else:
+            reader.refuse(key, f"names no cached resource; the resources are "
+                               f"{', '.join(sorted(r.upper() for r in resources))}")
     return out
 
 
-def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, str] | None = None) -> Settings:
-    """Build Settings from an environment mapping (default `os.environ`) and optional secrets.
+def _cache(reader: EnvReader, resources: Collection[str]) -> CacheSettings:
+    """Cache behaviour and the per-resource lifetime overrides."""
+    base = CacheSettings()
+    return CacheSettings(
+        namespace=reader.parsed("CACHE_NAMESPACE", _namespace, base.namespace),
+        fresh_overrides=_overrides(reader, FRESH_PREFIX, resources),
+        stale_overrides=_overrides(reader, STALE_PREFIX, resources),
+        jitter=reader.fraction("CACHE_JITTER", 0.5, base.jitter),
+        l1_max_entries=reader.whole_number("CACHE_L1_MAX_ENTRIES", 1, 10_000_000, base.l1_max_entries),
+        l1_max_bytes=reader.whole_number("CACHE_L1_MAX_BYTES", 1024, 16 * 1024 ** 3, base.l1_max_bytes),
+        l1_max_age_s=reader.seconds("CACHE_L1_MAX_AGE", 0.0, 86400.0, base.l1_max_age_s),
+        l1_max_age_untracked_s=reader.seconds("CACHE_L1_MAX_AGE_UNTRACKED", 0.0, 3600.0, base.l1_max_age_untracked_s),
+        tracking_lease_s=reader.seconds("CACHE_TRACKING_LEASE", 0.05, 60.0, base.tracking_lease_s),
+        outbox_check_every_s=reader.seconds("CACHE_OUTBOX_CHECK_EVERY", 0.0, 3600.0, base.outbox_check_every_s),
+        max_stale_age_s=reader.seconds("CACHE_MAX_STALE_AGE", 0.0, MAX_LIFETIME_S, base.max_stale_age_s),
+        lock_wait_s=reader.seconds("CACHE_LOCK_WAIT", 0.0, 60.0, base.lock_wait_s),
+    )
+
+
+def _auth_secret(reader: EnvReader) -> str:
+    """AUTH_SECRET; a set one shorter than MIN_SECRET_BYTES is a problem (unset is refused
+    only where tokens are signed or verified: `require_auth_secret`)."""
+    secret = reader.text("AUTH_SECRET") or ""
+    problem = secret_problem(secret)
+    if secret and problem is not None:
+        reader.problems.append(problem)
+    return secret
+
+
+def _check_read_elsewhere(reader: EnvReader) -> None:
+    """Variables other modules read from the environment themselves (at import, before any
+    settings exist, or in the local server): checked here so a typo in them is refused at
+    start too."""
+    reader.flag("TRACING", False)
+    reader.seconds("STATS_PUBLISH_INTERVAL", 0.0, 3600.0, 5.0)
+    reader.seconds("STATS_EXPIRY", 0.05, 86400.0, 60.0)
+    reader.seconds("METRICS_FLUSH_INTERVAL", 0.0, 86400.0, 10.0)
+    reader.seconds("LOCAL_REFRESH_INTERVAL", 0.01, 86400.0, 60.0)
+    reader.seconds("LOCAL_EXTEND_INTERVAL", 0.01, 7 * 86400.0, 86400.0)
+
+
+def _declared_resources() -> frozenset[str]:
+    """The cached resources' names (declared in chalicelib/booking/resources.py, which app.py
+    imports anyway; imported here at the first read of the settings, not at import)."""
+    from chalicelib.booking.resources import declared_freshness
+
+    return frozenset(declared_freshness())
+
+
+def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, str] | None = None,
+                  resources: Collection[str] | None = None) -> Settings:
+    """Build Settings from an environment mapping (default `os.environ`) and optional secrets,
+    checking every variable: SettingsError lists every problem at once.
 
     `secrets` (from Secrets Manager in AWS) supplies DATABASE_URL, REDIS_URL or
     REDIS_PASSWORD and AUTH_SECRET; the process environment wins where both set a value.
+    `resources` names the cached resources CACHE_TTL_/CACHE_STALE_ may override (default:
+    those declared).
     """
     env = dict(os.environ if env is None else env)
-    merged = {**(secrets or {}), **{k: v for k, v in env.items() if v != ""}}
-
-    db_kwargs: dict[str, object] = {}
-    if merged.get("DATABASE_URL"):
-        db_kwargs.update(parse_database_url(merged["DATABASE_URL"]))
-    else:
-        for key, field_name, conv in (
-            ("PGHOST", "host", str), ("PGPORT", "port", int), ("PGUSER", "user", str),
-            ("PGPASSWORD", "password", str), ("PGDATABASE", "database", str),
-        ):
-            if merged.get(key):
-                db_kwargs[field_name] = conv(merged[key])
-    if merged.get("PGSSLMODE"):
-        db_kwargs["ssl_mode"] = merged["PGSSLMODE"]
-    if merged.get("PGSSLROOTCERT"):
-        db_kwargs["ssl_root_cert"] = merged["PGSSLROOTCERT"]
-    if merged.get("DB_STATEMENT_TIMEOUT_MS"):
-        db_kwargs["statement_timeout_ms"] = int(merged["DB_STATEMENT_TIMEOUT_MS"])
-    if merged.get("DB_PREPARED_STATEMENTS"):
-        db_kwargs["prepared_statements"] = _bool(merged["DB_PREPARED_STATEMENTS"])
-    if merged.get("DB_POOL_SIZE"):
-        db_kwargs["pool_size"] = _bounded_int(merged["DB_POOL_SIZE"], "DB_POOL_SIZE", 1, 100)
-    if merged.get("DB_POOL_WAIT_MS"):
-        db_kwargs["pool_wait_ms"] = _bounded_int(merged["DB_POOL_WAIT_MS"], "DB_POOL_WAIT_MS", 0, 60_000)
-
-    redis_kwargs: dict[str, object] = {}
-    if merged.get("REDIS_URL"):
-        redis_kwargs.update(parse_redis_url(merged["REDIS_URL"]))
-    else:
-        if _bool(merged.get("REDIS_DISABLED")):
-            redis_kwargs["enabled"] = False
-        for key, field_name, conv in (
-            ("REDIS_HOST", "host", str), ("REDIS_PORT", "port", int), ("REDIS_PASSWORD", "password", str),
-        ):
-            if merged.get(key):
-                redis_kwargs[field_name] = conv(merged[key])
-        if merged.get("REDIS_TLS"):
-            redis_kwargs["tls"] = _bool(merged["REDIS_TLS"])
-    if merged.get("REDIS_CLUSTER"):
-        redis_kwargs["cluster"] = _bool(merged["REDIS_CLUSTER"])
-    for key, field_name, conv in (
-        ("REDIS_CONNECT_TIMEOUT", "connect_timeout_s", float),
-        ("REDIS_READ_TIMEOUT", "read_timeout_s", float),
-        ("REDIS_BREAKER_FAILURES", "breaker_failures", int),
-        ("REDIS_BREAKER_COOLDOWN", "breaker_cooldown_s", float),
-    ):
-        if merged.get(key):
-            redis_kwargs[field_name] = conv(merged[key])
-
-    cache_kwargs: dict[str, object] = {"fresh_overrides": _overrides(merged, FRESH_PREFIX),
-                                       "stale_overrides": _overrides(merged, STALE_PREFIX)}
-    for key, field_name, conv in (
-        ("CACHE_NAMESPACE", "namespace", str),
-        ("CACHE_JITTER", "jitter", float),
-        ("CACHE_L1_MAX_ENTRIES", "l1_max_entries", int),
-        ("CACHE_L1_MAX_BYTES", "l1_max_bytes", int),
-        ("CACHE_L1_MAX_AGE", "l1_max_age_s", float),
-        ("CACHE_L1_MAX_AGE_UNTRACKED", "l1_max_age_untracked_s", float),
-        ("CACHE_TRACKING_LEASE", "tracking_lease_s", float),
-        ("CACHE_OUTBOX_CHECK_EVERY", "outbox_check_every_s", float),
-        ("CACHE_MAX_STALE_AGE", "max_stale_age_s", float),
-        ("CACHE_LOCK_WAIT", "lock_wait_s", float),
-    ):
-        if merged.get(key):
-            cache_kwargs[field_name] = conv(merged[key])
-
-    db = DatabaseSettings(**db_kwargs)  # type: ignore[arg-type]
-    db_read = None
-    if merged.get("DATABASE_READ_URL"):
-        db_read = replace(db, **parse_database_url(merged["DATABASE_READ_URL"], "DATABASE_READ_URL"))  # type: ignore[arg-type]
-
-    return Settings(
+    reader = EnvReader({**(secrets or {}), **{k: v for k, v in env.items() if v != ""}})
+    base = Settings()
+    db = _database(reader)
+    settings = Settings(
         db=db,
-        db_read=db_read,
-        replica_wait_ms=_bounded_int(merged.get("DB_REPLICA_WAIT_MS", "50"), "DB_REPLICA_WAIT_MS", 0, 10_000),
-        replica_cooldown_s=float(merged.get("DB_REPLICA_COOLDOWN", "5")),
-        redis=RedisSettings(**redis_kwargs),  # type: ignore[arg-type]
-        cache=CacheSettings(**cache_kwargs),  # type: ignore[arg-type]
-        auth_secret=merged.get("AUTH_SECRET", ""),
-        auth_max_token_ttl_s=_bounded_int(merged.get("AUTH_MAX_TOKEN_TTL", "86400"), "AUTH_MAX_TOKEN_TTL",
-                                          60, 30 * 86400),
-        patient_max_future_bookings=_bounded_int(merged.get("PATIENT_MAX_FUTURE_BOOKINGS", "5"),
-                                                 "PATIENT_MAX_FUTURE_BOOKINGS", 1, 1000),
-        stage=merged.get("STAGE", "dev"),
-        refresh_timeout_ms=int(merged.get("REFRESH_TIMEOUT_MS", 120_000)),
-        slot_horizon_days=int(merged.get("SLOT_HORIZON_DAYS", 30)),
-        log_level=merged.get("LOG_LEVEL", "INFO"),
-        oidc=_oidc(merged),
-        shared_secret_tokens=_bool(merged.get("AUTH_SHARED_SECRET_TOKENS"), default=True),
+        db_read=_read_replica(reader, db),
+        replica_wait_ms=reader.whole_number("DB_REPLICA_WAIT_MS", 0, 10_000, base.replica_wait_ms),
+        replica_cooldown_s=reader.seconds("DB_REPLICA_COOLDOWN", 0.0, 3600.0, base.replica_cooldown_s),
+        redis=_redis(reader),
+        cache=_cache(reader, _declared_resources() if resources is None else resources),
+        auth_secret=_auth_secret(reader),
+        auth_max_token_ttl_s=reader.whole_number("AUTH_MAX_TOKEN_TTL", 60, 30 * 86400, base.auth_max_token_ttl_s),
+        patient_max_future_bookings=reader.whole_number("PATIENT_MAX_FUTURE_BOOKINGS", 1, 1000,
+                                                        base.patient_max_future_bookings),
+        stage=reader.text("STAGE") or base.stage,
+        refresh_timeout_ms=reader.whole_number("REFRESH_TIMEOUT_MS", 1000, 3_600_000, base.refresh_timeout_ms),
+        slot_horizon_days=reader.whole_number("SLOT_HORIZON_DAYS", 1, 366, base.slot_horizon_days),
+        log_level=reader.text("LOG_LEVEL") or base.log_level,
+        oidc=_oidc(reader),
+        shared_secret_tokens=reader.flag("AUTH_SHARED_SECRET_TOKENS", base.shared_secret_tokens),
     )
+    _check_read_elsewhere(reader)
+    reader.check()
+    return settings
 
 
 _lock = threading.Lock()

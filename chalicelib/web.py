@@ -20,7 +20,8 @@ from chalicelib.db.errors import DatabaseUnavailable, PoolExhausted, WriteOutcom
 from chalicelib.http import ApiError, error_response, json_response
 from chalicelib.lazy import lazy_module
 from chalicelib.observability import error_fields, request_scope
-from chalicelib.settings import get_settings
+from chalicelib.misconfigured import misconfigured_response
+from chalicelib.settings import SettingsError, get_settings
 
 # Imported by the first request that needs them, not by a cold start (docs/performance.md).
 if TYPE_CHECKING:
@@ -44,16 +45,20 @@ def bind(app: Chalice) -> None:
 
 
 def endpoint(handler: Callable[..., Response]) -> Callable[..., Response]:
-    """Wrap a route: log under the invocation's request id and turn every failure into the
-    API's JSON error shape (never a traceback)."""
+    """Wrap a route: log under the invocation's request id, refuse to serve with refused
+    settings (every route, health included) and turn every failure into the API's JSON
+    error shape (never a traceback)."""
 
     @functools.wraps(handler)
     def wrapped(*args: Any, **kwargs: Any) -> Response:
         request_scope.enter(_app.lambda_context if _app is not None else None)
         try:
+            get_settings()  # read and checked on first use; after that one global lookup
             return handler(*args, **kwargs)
         except ApiError as exc:
             return exc.to_response()
+        except SettingsError as exc:
+            return misconfigured_response(exc)
         except CacheUnavailable as exc:
             return error_response(503, "unavailable", str(exc), headers={"Retry-After": str(exc.retry_after_s)})
         except PoolExhausted:

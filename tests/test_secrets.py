@@ -86,18 +86,18 @@ def test_no_arn_reads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_rds_style_secrets_into_settings(secretsmanager: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DB_SECRET_ARN", create_secret(secretsmanager, RDS_SECRET))
     monkeypatch.setenv("REDIS_SECRET_ARN", create_secret(secretsmanager, {"authToken": "redis-token"}))
-    monkeypatch.setenv("AUTH_SECRET_ARN", create_secret(secretsmanager, "jwt-signing-secret"))
+    monkeypatch.setenv("AUTH_SECRET_ARN", create_secret(secretsmanager, "jwt-signing-secret-0123456789abcdef"))
 
     values = load_secret_values()
     assert values == {
         "PGUSER": "hb_app", "PGPASSWORD": "p@ss:/w rd", "PGHOST": "db-1.internal", "PGPORT": "5432",
-        "PGDATABASE": "hospital", "REDIS_PASSWORD": "redis-token", "AUTH_SECRET": "jwt-signing-secret",
+        "PGDATABASE": "hospital", "REDIS_PASSWORD": "redis-token", "AUTH_SECRET": "jwt-signing-secret-0123456789abcdef",
     }
     settings = load_settings(secrets=values)
     assert settings.db == DatabaseSettings(host="db-1.internal", port=5432, user="hb_app",
                                            password="p@ss:/w rd", database="hospital")
     assert (settings.redis.host, settings.redis.password, settings.redis.tls) == ("127.0.0.1", "redis-token", False)
-    assert settings.auth_secret == "jwt-signing-secret"
+    assert settings.auth_secret == "jwt-signing-secret-0123456789abcdef"
 
 
 def test_url_style_and_binary_secrets_into_settings(secretsmanager: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,14 +105,14 @@ def test_url_style_and_binary_secrets_into_settings(secretsmanager: Any, monkeyp
     monkeypatch.setenv("DB_SECRET_ARN", create_secret(secretsmanager, {"DATABASE_URL": db_url}))
     monkeypatch.setenv("REDIS_SECRET_ARN",
                        create_secret(secretsmanager, b'{"REDIS_URL": "rediss://:pw@cache.internal:6380/2"}'))
-    monkeypatch.setenv("AUTH_SECRET_ARN", create_secret(secretsmanager, {"AUTH_SECRET": "from-json"}))
+    monkeypatch.setenv("AUTH_SECRET_ARN", create_secret(secretsmanager, {"AUTH_SECRET": "from-json-secret-0123456789abcdef0123"}))
 
     settings = load_settings(secrets=load_secret_values())
     assert settings.db == DatabaseSettings(host="pg.internal", port=6543, user="app", password="s@cret",
                                            database="hb", ssl_mode="require")
     assert (settings.redis.host, settings.redis.port, settings.redis.db) == ("cache.internal", 6380, 2)
     assert (settings.redis.password, settings.redis.tls) == ("pw", True)
-    assert settings.auth_secret == "from-json"
+    assert settings.auth_secret == "from-json-secret-0123456789abcdef0123"
 
 
 def test_environment_wins_over_secrets(secretsmanager: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,14 +125,14 @@ def test_environment_wins_over_secrets(secretsmanager: Any, monkeypatch: pytest.
     monkeypatch.setenv("REDIS_HOST", "primary.cache.internal")
     monkeypatch.setenv("REDIS_TLS", "1")
     monkeypatch.setenv("REDIS_PASSWORD", "from-env")
-    monkeypatch.setenv("AUTH_SECRET", "from-env")
+    monkeypatch.setenv("AUTH_SECRET", "from-env-secret-0123456789abcdef01234")
 
     settings = load_settings(secrets=load_secret_values())
     assert (settings.db.host, settings.db.user, settings.db.password) == ("proxy.internal", "hb_app", "p@ss:/w rd")
     assert settings.db.ssl_mode == "verify-full"
     assert (settings.redis.host, settings.redis.tls, settings.redis.password) == (
         "primary.cache.internal", True, "from-env")
-    assert settings.auth_secret == "from-env"
+    assert settings.auth_secret == "from-env-secret-0123456789abcdef01234"
 
 
 def test_values_are_cached_within_max_age(secretsmanager: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -160,14 +160,14 @@ def test_reads_through_a_local_endpoint(aws_endpoint: str, endpoint_variable: st
     client = aws_client(aws_endpoint, "secretsmanager")
     assert client.meta.endpoint_url == aws_endpoint
     monkeypatch.setenv("DB_SECRET_ARN", create_secret(client, {"username": "hb_app", "password": "pw"}))
-    monkeypatch.setenv("AUTH_SECRET_ARN", create_secret(client, "local-secret"))
+    monkeypatch.setenv("AUTH_SECRET_ARN", create_secret(client, "local-secret-0123456789abcdef0123456"))
     monkeypatch.setenv(endpoint_variable, aws_endpoint)
 
     values = load_secret_values()
-    assert values == {"PGUSER": "hb_app", "PGPASSWORD": "pw", "AUTH_SECRET": "local-secret"}
+    assert values == {"PGUSER": "hb_app", "PGPASSWORD": "pw", "AUTH_SECRET": "local-secret-0123456789abcdef0123456"}
     assert parameters.base.DEFAULT_PROVIDERS["secrets"].client.meta.endpoint_url == aws_endpoint
     settings = load_settings(secrets=values)
-    assert (settings.db.user, settings.db.password, settings.auth_secret) == ("hb_app", "pw", "local-secret")
+    assert (settings.db.user, settings.db.password, settings.auth_secret) == ("hb_app", "pw", "local-secret-0123456789abcdef0123456")
 
 
 # The test server, read before the autouse fixture clears the settings variables.

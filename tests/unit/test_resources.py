@@ -15,7 +15,7 @@ from chalicelib.cache.keys import KeySpace
 from chalicelib.cache.policies import policies_from
 from chalicelib.cache.tiered import TieredCache
 from chalicelib.http import ApiError
-from chalicelib.settings import CacheSettings, load_settings
+from chalicelib.settings import CacheSettings, SettingsError, load_settings
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "caching.md"
 SECRET = "s" * 40
@@ -49,7 +49,7 @@ def test_overrides_apply_by_name_and_a_typo_is_refused() -> None:
     assert cache.policy("departments").fresh_s == resources.DEPARTMENTS.freshness.fresh_s
     with pytest.raises(ValueError, match=r"SLOT \(cached resources: APPOINTMENTS, DASHBOARD"):
         policies_from(resources.declared_freshness(), CacheSettings(fresh_overrides={"slot": 5.0}))
-    with pytest.raises(ValueError, match="CACHE_TTL_SLOTS must be a number"):
+    with pytest.raises(SettingsError, match="CACHE_TTL_SLOTS=soon: must be a number of seconds"):
         load_settings({"CACHE_TTL_SLOTS": "soon"})
 
 
