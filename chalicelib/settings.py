@@ -21,7 +21,7 @@ from chalicelib.settings_reader import EnvReader, SettingsError
 # resource in chalicelib/booking/resources.py.
 FRESH_PREFIX = "CACHE_TTL_"
 STALE_PREFIX = "CACHE_STALE_"
-MAX_LIFETIME_S = 7 * 86400.0 - 1  # the longest freshness, stale window or stale age accepted: under a
+MAX_LIFETIME_S = 6 * 86400.0  # the longest freshness, stale window or stale age accepted: under a
 # week, the life of a version key (chalicelib/cache/keys.py, VERSION_TTL_S)
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-full")

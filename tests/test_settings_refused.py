@@ -55,7 +55,7 @@ CASES: dict[str, tuple[dict[str, str], list[str]]] = {
                            "PGSSLMODE=verify: must be one of disable, allow, prefer, require, verify-full"]),
     "cache-numbers": ({"CACHE_TTL_SLOTS": "-1", "CACHE_NAMESPACE": "hb:x", "STATS_EXPIRY": "0"},
                       ["CACHE_NAMESPACE=hb:x: must be 1 to 64 letters, digits, '_', '-' or '.'",
-                       "CACHE_TTL_SLOTS=-1: must be a number of seconds from 0 to 2592000",
+                       "CACHE_TTL_SLOTS=-1: must be a number of seconds from 0 to 518400",
                        "STATS_EXPIRY=0: must be a number of seconds from 0.05 to 86400"]),
 }
 COMBINED = [name for name in CASES if name != "database-url-scheme"]  # one DATABASE_URL at a time
