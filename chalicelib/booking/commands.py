@@ -57,7 +57,8 @@ SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM pt),
 """
 
 
-_BOOK_SQL = _book_sql(capped=False)
+# The unkeyed staff booking: one statement, one round trip (params t, slot, patient, reason).
+BOOK_SQL = _book_sql(capped=False)
 _BOOK_CAPPED_SQL = _book_sql(capped=True)
 # Serializes one patient's capped bookings (in the lock order, slot then patient): the
 # booking statement after it takes a new snapshot, so it counts every booking committed by
@@ -153,7 +154,7 @@ def book(body: BookingBody, idempotency: Optional[IdempotencyKey] = None,
     appointments); 404 unknowns. With an Idempotency-Key, see `idempotency.run_once`."""
     params: dict[str, object] = {"t": body.clientId, "slot": body.slotId, "patient": body.patientId,
                                  "reason": body.reason}
-    sql = _BOOK_SQL
+    sql = BOOK_SQL
     if patient_cap is not None:
         params["cap"], sql = patient_cap, _BOOK_CAPPED_SQL
 
