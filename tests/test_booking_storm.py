@@ -218,6 +218,10 @@ def _booked(app_env, slots: list[int], patients: list[int]) -> list[int]:
     return [by_slot[s] for s in slots]
 
 
+def _reschedule(appointment: int, slot: int, token: str) -> Request:
+    return Request(f"/api/appointments/{appointment}/reschedule", {"clientId": 1, "slotId": slot}, token)
+
+
 def test_reschedule_storm_queues_swaps_and_one_target(storm, app_env):
     """Ten appointments each move to one common slot and into their neighbour's slot (a cycle
     of swaps, the classic deadlock of two updates), all at once."""
@@ -229,9 +233,8 @@ def test_reschedule_storm_queues_swaps_and_one_target(storm, app_env):
         slots = [row[0] for row in grid[number * 11:(number + 1) * 11]]
         held, target = slots[:10], slots[10]
         appointments = _booked(app_env, held, new_patients(app_env.sql, count=10))
-        move = lambda a, s: Request(f"/api/appointments/{a}/reschedule", {"clientId": 1, "slotId": s}, staff)  # noqa: E731
-        requests = [move(a, target) for a in appointments]
-        requests += [move(a, held[(i + 1) % 10]) for i, a in enumerate(appointments)]
+        requests = [_reschedule(a, target, staff) for a in appointments]
+        requests += [_reschedule(a, held[(i + 1) % 10], staff) for i, a in enumerate(appointments)]
         got = _fire(conns, requests)
         answers += got
         to_target = [a for a in got if a.request.body["slotId"] == target]
