@@ -180,3 +180,28 @@ def started_appointment(sql: RunsSql, tenant: int = 1) -> int:
                                            starts_at, ends_at, status)
                   SELECT s.tenant_id, s.id, :p, s.doctor_id, s.department_id, s.day, s.starts_at, s.ends_at, 'booked'
                   FROM s RETURNING id""", t=tenant, d=doctor, p=patient)[0][0]
+
+
+def new_doctor_slots(sql: RunsSql, tenant: int = 1, doctors: int = 2, instants: int = 1) -> list[list[int]]:
+    """Slots created now in SQL for `doctors` new doctors, all at the same `instants` start
+    times (30 minutes long, an hour apart, from 10 days ahead): row i lists the slot ids of
+    instant i, one per doctor in creation order. No appointment or other test touches them."""
+    created = sql("""INSERT INTO doctor (tenant_id, id, department_id, name, specialty)
+                     SELECT :t, m.top + n, d.dep, 'Dr. Test ' || (m.top + n), 'Tester'
+                     FROM (SELECT max(id) AS top FROM doctor) m,
+                          (SELECT min(id) AS dep FROM department WHERE tenant_id = :t) d,
+                          generate_series(1, :n) AS n
+                     RETURNING id""", t=tenant, n=doctors)
+    doctor_ids = sorted(r[0] for r in created)
+    rows = sql("""INSERT INTO slot (tenant_id, doctor_id, department_id, day, starts_at, ends_at)
+                  SELECT d.tenant_id, d.id, d.department_id, (g.at AT TIME ZONE t.time_zone)::date,
+                         g.at, g.at + interval '30 minutes'
+                  FROM doctor d JOIN tenant t ON t.id = d.tenant_id,
+                       LATERAL (SELECT date_trunc('hour', now()) + interval '10 days' + i * interval '1 hour' AS at
+                                FROM generate_series(0, CAST(:k AS integer) - 1) AS i) g
+                  WHERE d.tenant_id = :t AND d.id = ANY(CAST(:ids AS integer[]))
+                  RETURNING id, doctor_id, starts_at""", t=tenant, k=instants, ids=doctor_ids)
+    by_instant: dict[object, dict[int, int]] = {}
+    for slot_id, doctor_id, starts_at in rows:
+        by_instant.setdefault(starts_at, {})[doctor_id] = slot_id
+    return [[slots[d] for d in doctor_ids] for _, slots in sorted(by_instant.items())]

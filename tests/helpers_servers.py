@@ -138,6 +138,18 @@ def running_servers(env: dict[str, str], count: int) -> Iterator[list[ApiServer]
             server.stop()
 
 
+@contextlib.contextmanager
+def busy_loops(count: int) -> Iterator[None]:
+    """`count` CPU-bound processes (a Python busy loop each) while the block runs; killed by pid after."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait(timeout=5)
+
+
 def database_proxy_env(env: dict[str, str]) -> tuple["TcpProxy", dict[str, str]]:
     """A TcpProxy in front of `env`'s PostgreSQL (TCP or Unix socket) and `env` with its
     DATABASE_URL pointing through the proxy: cutting the proxy makes the database unreachable."""

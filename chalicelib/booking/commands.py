@@ -2,13 +2,17 @@
 
 The database, not any cache, decides every race: the partial unique index allows one live
 appointment per slot, and exclusion constraints one per doctor and one per patient at any
-instant. A booking's `ON CONFLICT (tenant_id, slot_id) ... DO NOTHING` turns a taken slot
+instant. Contenders queue rather than deadlock: every write first locks the slot row(s) (by
+id), then the patient row, then the appointment row, in the same statement, before it
+inserts or updates (`locking.py` says why), so its constraint checks meet only committed
+rows. A booking's `ON CONFLICT (tenant_id, slot_id) ... DO NOTHING` turns a taken slot
 into "no row"; the other violations (and a reschedule's, which is an UPDATE) arrive as
 SQLSTATE 23505/23P01 naming the constraint, and `outcome.conflict` turns them into 409
 `slot_taken` or `patient_busy`. Unkeyed staff bookings, cancels and reschedules are single
-statements in one round trip; keyed writes and patient bookings (which lock the patient row
-to count their live future bookings) are transactions. Each command returns what it touched
-so the caller can invalidate caches after commit.
+statements in one round trip; keyed writes and patient bookings (which count the patient's
+live future bookings in a second statement, after the locks, so the count sees what the
+previous lock holder committed) are transactions. Each command returns what it touched so
+the caller can invalidate caches after commit.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from typing import Callable, Optional
 from pg8000.exceptions import DatabaseError
 
 from chalicelib.booking.idempotency import IdempotencyKey, request_hash, run_once
+from chalicelib.booking.locking import BOOKING_LOCKS, appointment_locks
 from chalicelib.booking.models import BookingBody, CancelBody, RescheduleBody
 from chalicelib.booking.outcome import Touched, WriteResult, conflict, error_body
 from chalicelib.booking.queries import APPOINTMENT_JOINS, appointment_json_sql
@@ -29,14 +34,14 @@ _APPOINTMENT_DOCUMENT = f"json_build_object('appointment', {appointment_json_sql
 
 
 def _book_sql(capped: bool) -> str:
-    """The booking statement; `capped` adds the patient's live future bookings and refuses
-    to insert when they reach :cap (run after the patient row is locked)."""
+    """The booking statement (slot, then patient locked first); `capped` adds the patient's
+    live future bookings and refuses to insert when they reach :cap (run after
+    `_LOCK_BOOKING_SQL`, so the count's snapshot is taken under the locks)."""
     held = (""",
      held AS (SELECT count(*) AS n FROM appointment WHERE tenant_id = :t AND patient_id = :patient
               AND status <> 'cancelled' AND starts_at > now())""" if capped else "")
     return f"""
-WITH s AS (SELECT * FROM slot WHERE tenant_id = :t AND id = :slot),
-     pt AS (SELECT id FROM patient WHERE tenant_id = :t AND id = :patient){held},
+WITH {BOOKING_LOCKS}{held},
      ins AS (
         INSERT INTO appointment (tenant_id, slot_id, patient_id, doctor_id, department_id,
                                  day, starts_at, ends_at, status, reason)
@@ -52,17 +57,19 @@ SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM pt),
 """
 
 
-_BOOK_SQL = _book_sql(capped=False)
+# The unkeyed staff booking: one statement, one round trip (params t, slot, patient, reason).
+BOOK_SQL = _book_sql(capped=False)
 _BOOK_CAPPED_SQL = _book_sql(capped=True)
-# Serializes one patient's capped bookings: the booking statement after it takes a new
-# snapshot, so it counts every booking committed by the lock's previous holder.
-_LOCK_PATIENT_SQL = "SELECT 1 FROM patient WHERE tenant_id = :t AND id = :patient FOR NO KEY UPDATE"
+# Serializes one patient's capped bookings (in the lock order, slot then patient): the
+# booking statement after it takes a new snapshot, so it counts every booking committed by
+# the locks' previous holder.
+_LOCK_BOOKING_SQL = f"WITH {BOOKING_LOCKS} SELECT count(*) FROM pt"
 
 # `FOR UPDATE` in `target`: under concurrent writes to the row, the statement reads the row
 # as committed by the last writer (the version it updates), not its starting snapshot, so
 # the answer and the touched (doctor, day) are those of the row it changed.
 _CANCEL_SQL = f"""
-WITH target AS (SELECT * FROM appointment WHERE tenant_id = :t AND id = :id {{owner}} FOR UPDATE),
+WITH {appointment_locks("{owner}", new_slot=False)},
      upd AS (
         UPDATE appointment a SET status = 'cancelled', cancelled_at = now(), cancel_reason = :reason
         FROM target WHERE a.tenant_id = target.tenant_id AND a.id = target.id
@@ -74,7 +81,7 @@ SELECT (SELECT count(*) FROM target), (SELECT status FROM target), (SELECT start
 """
 
 _RESCHEDULE_SQL = f"""
-WITH target AS (SELECT * FROM appointment WHERE tenant_id = :t AND id = :id {{owner}} FOR UPDATE),
+WITH {appointment_locks("{owner}", new_slot=True)},
      s AS (SELECT * FROM slot WHERE tenant_id = :t AND id = :slot),
      upd AS (
         UPDATE appointment a
@@ -93,9 +100,9 @@ SELECT (SELECT count(*) FROM target), (SELECT status FROM target), (SELECT start
 
 def _decided(attempt: Callable[[], WriteResult]) -> WriteResult:
     """`attempt()`, or the 409 answer when PostgreSQL refused it with a race-deciding violation.
-    An attempt chosen as a deadlock's victim (two writes each waiting on a row the other
-    changes, e.g. two appointments swapping slots) was rolled back; it runs once more and
-    then finds the winner committed."""
+    The lock order leaves writes of this module no cycle to wait in; an attempt that is still
+    chosen as a deadlock's victim (against a write from elsewhere) was rolled back, and runs
+    once more."""
     for last in (False, True):
         try:
             return attempt()
@@ -147,13 +154,13 @@ def book(body: BookingBody, idempotency: Optional[IdempotencyKey] = None,
     appointments); 404 unknowns. With an Idempotency-Key, see `idempotency.run_once`."""
     params: dict[str, object] = {"t": body.clientId, "slot": body.slotId, "patient": body.patientId,
                                  "reason": body.reason}
-    sql = _BOOK_SQL
+    sql = BOOK_SQL
     if patient_cap is not None:
         params["cap"], sql = patient_cap, _BOOK_CAPPED_SQL
 
     def in_transaction(conn: db.Transaction) -> WriteResult:
         if patient_cap is not None:
-            conn.run(_LOCK_PATIENT_SQL, t=body.clientId, patient=body.patientId)
+            conn.run(_LOCK_BOOKING_SQL, t=body.clientId, slot=body.slotId, patient=body.patientId)
         return _book_result(body, conn.run(sql, **params))
 
     if idempotency is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from chalicelib.booking.locking import appointment_locks
 from chalicelib.booking.models import StatusBody
 from chalicelib.booking.outcome import Touched, WriteResult, error_body
 from chalicelib.booking.queries import APPOINTMENT_JOINS, appointment_json_sql
@@ -32,9 +33,11 @@ TRANSITIONS: dict[str, Transition] = {
     "no_show": Transition("booked", after_start=True),
 }
 
-# `FOR UPDATE` in `target`: a write that lost a race reports the status it lost to.
+# `FOR UPDATE` in `target`: a write that lost a race reports the status it lost to. The
+# slot and patient are locked first (locking.py): the updated row's constraint checks could
+# otherwise wait on a booking of the same patient that waits on this row.
 _STATUS_SQL = f"""
-WITH target AS (SELECT * FROM appointment WHERE tenant_id = :t AND id = :id FOR UPDATE),
+WITH {appointment_locks("", new_slot=False)},
      upd AS (
         UPDATE appointment a SET status = :status
         FROM target WHERE a.tenant_id = target.tenant_id AND a.id = target.id
