@@ -9,12 +9,14 @@ handlers with real EventBridge scheduled-event payloads.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import http.client
 import importlib
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -23,8 +25,8 @@ from typing import Any, Callable, Mapping, Optional
 from chalice.app import Chalice
 from chalice.local import LocalChalice, LocalDevServer, ThreadedHTTPServer
 
+from chalicelib.import_boundary import import_request_and_job_modules
 from chalicelib.local_handler import KeepAliveRequestHandler
-from chalicelib.observability import error_fields
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +65,22 @@ class LocalScheduler(threading.Thread):
             clock += 1.0
 
     def invoke(self, name: str) -> Any:
-        """Run one scheduled handler as Lambda would, logging failures."""
-        function = getattr(importlib.import_module("app"), name)
+        """Run one scheduled handler as Lambda would. Whatever it raises is caught here, so
+        the next run comes as scheduled: the handler (`log_scheduled`) has already logged it
+        as its one ERROR line; this adds a WARNING that the scheduler carries on."""
         try:
-            return function(scheduled_event(name), _LocalContext(name))
+            handler = getattr(importlib.import_module("app"), name)
+            return handler(scheduled_event(name), _LocalContext(name))
         except Exception as exc:  # noqa: BLE001 - keep the scheduler alive
-            log.error("scheduled handler %s failed", name, extra=error_fields(exc))
+            _note_failed_run(name, exc)
             return None
+
+
+def _note_failed_run(name: str, exc: Exception) -> None:
+    """Log that a scheduled run raised (its name and the exception's type only). Never
+    raises: a failing log handler must not end the scheduler's thread."""
+    with contextlib.suppress(Exception):
+        log.warning("scheduled handler %s raised %s; the next run is due as scheduled", name, type(exc).__name__)
 
 
 class _LocalContext:
@@ -91,6 +102,13 @@ class BacklogHTTPServer(ThreadedHTTPServer):
     request_queue_size = 128
     daemon_threads = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """An exception that escaped a request's handler: one line with its type (never the
+        traceback or the client's address, which socketserver's default prints). Never
+        raises, so the request thread ends normally."""
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"error: unhandled {type(sys.exc_info()[1]).__name__} in a request thread\n")
+
 
 def thread_local_requests(app_obj: Chalice) -> Chalice:
     """Give `app_obj` a current_request per thread, as `chalice local` does (its
@@ -103,7 +121,9 @@ def thread_local_requests(app_obj: Chalice) -> Chalice:
 
 
 def serve(host: str, port: int, stage: str = "dev", schedules: bool = True) -> None:
-    """Serve the API like `chalice local` with Nagle disabled, plus the local scheduler."""
+    """Serve the API like `chalice local` with Nagle disabled, plus the local scheduler.
+    Everything requests and jobs import is imported before the port opens and before the
+    scheduler starts (chalicelib.import_boundary): its threads never race an import."""
     from chalice.cli.factory import CLIFactory
 
     project_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -112,6 +132,7 @@ def serve(host: str, port: int, stage: str = "dev", schedules: bool = True) -> N
     for key, value in config.environment_variables.items():
         os.environ.setdefault(key, value)
     app_obj = thread_local_requests(factory.load_chalice_app())
+    import_request_and_job_modules()
     server = LocalDevServer(app_obj, config, host, port, handler_cls=KeepAliveRequestHandler,
                             server_cls=BacklogHTTPServer)
     if schedules:
