@@ -76,10 +76,12 @@ class PrivateRedis:
 
 
 class ApiServer:
-    """`python -m chalicelib.cli serve --no-schedules` on a free port, in its own session."""
+    """`python -m chalicelib.cli serve --no-schedules` (with its scheduler when `schedules`)
+    on a free port, in its own session."""
 
-    def __init__(self, env: dict[str, str], port: Optional[int] = None) -> None:
+    def __init__(self, env: dict[str, str], port: Optional[int] = None, schedules: bool = False) -> None:
         self.port = port or free_port()
+        self.schedules = schedules
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         self.proc: Optional[subprocess.Popen] = None
         self.log_path = os.path.join("/tmp", f"hb-test-server-{os.getpid()}-{self.port}.log")
@@ -87,7 +89,8 @@ class ApiServer:
     def start(self) -> "ApiServer":
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chalicelib.cli", "serve", "--port", str(self.port), "--no-schedules"],
+            [sys.executable, "-m", "chalicelib.cli", "serve", "--port", str(self.port),
+             *([] if self.schedules else ["--no-schedules"])],
             cwd=PROJECT_DIR, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
@@ -99,9 +102,13 @@ class ApiServer:
             raise TimeoutError(f"server on {self.port} not healthy: {self.log_tail()}")
 
     def log_tail(self) -> str:
+        return self.log_text()[-3000:]
+
+    def log_text(self) -> str:
+        """Everything the server has written to stdout and stderr so far."""
         try:
             with open(self.log_path, "rb") as f:
-                return f.read()[-3000:].decode(errors="replace")
+                return f.read().decode(errors="replace")
         except OSError:
             return ""
 
