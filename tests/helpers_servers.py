@@ -16,22 +16,36 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from chalicelib.local_server import free_port, wait_until_answering
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
+def wait_for_port(port: int, timeout: float = 10.0, pause_s: float = 0.02) -> None:
+    """Try to connect every `pause_s` (0: in a tight loop) until the port accepts."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
         except OSError:
-            time.sleep(0.02)
+            time.sleep(pause_s)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str,
+             detail: Callable[[], str] = lambda: "") -> Any:
+    """Poll `condition` every 0.1 s until it returns something true, and return that; fail
+    naming `what` (and `detail()`, e.g. a server's log) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what} ({timeout}s) {detail()}")
 
 
 def redis_server_path() -> str:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from chalicelib.local_server import free_port
+from tests.helpers_servers import wait_for_port
 
 
 @dataclass(frozen=True)
@@ -57,18 +56,6 @@ def call(port: int, route: RouteCall, headers: dict[str, str]) -> tuple[int, byt
         conn.close()
 
 
-def wait_until_listening(port: int, timeout_s: float = 60.0) -> None:
-    """Try to connect in a tight loop until the port accepts (no sleep between tries)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            continue
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s}s")
-
-
 def burst_at_start(port: int, calls: list[RouteCall], headers: dict[str, str]) -> list[tuple[RouteCall, int, bytes]]:
     """Start one thread per call, wait until the port accepts, then release them all at
     once; each call's route, status and body start."""
@@ -86,7 +73,7 @@ def burst_at_start(port: int, calls: list[RouteCall], headers: dict[str, str]) -
     threads = [threading.Thread(target=send, args=(route,)) for route in calls]
     for thread in threads:
         thread.start()
-    wait_until_listening(port)
+    wait_for_port(port, timeout=60, pause_s=0.0)
     barrier.wait()
     for thread in threads:
         thread.join(90)
@@ -102,7 +89,7 @@ def _probe(setup: dict[str, Any]) -> None:
 
     port = free_port()
     threading.Thread(target=serve, args=("127.0.0.1", port), kwargs={"schedules": False}, daemon=True).start()
-    wait_until_listening(port)
+    wait_for_port(port, timeout=60, pause_s=0.0)
     before = set(sys.modules)
     headers = {"Authorization": f"Bearer {setup['token']}"}
     statuses = [call(port, route, headers)[0] for route in every_route(setup["day"], setup["slot"], setup["patient"])]

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from typing import Any, Callable
+from typing import Any
 
 from tests.conftest import admin_connection
 from tests.data_finders import new_patients
-from tests.helpers_servers import PROJECT_DIR, ApiServer, free_future_slots
+from tests.helpers_servers import PROJECT_DIR, ApiServer, free_future_slots, wait_for
 from tests.helpers_startup import burst_at_start, every_route
 
 STARTS = 5
@@ -19,17 +18,6 @@ CONCURRENT_REQUESTS = 20
 # What a log line of a failure looks like: Powertools' ERROR level, a traceback, a thread
 # that died ("Exception in thread"), an exception that escaped a request thread.
 FAILURE_MARKS = ('"level":"ERROR"', "Traceback", "Exception in thread", "error: unhandled")
-
-
-def _wait_for(condition: Callable[[], Any], timeout_s: float, what: str, log: Callable[[], str]) -> Any:
-    """Poll `condition` until it returns something true; fail with the server's log."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} within {timeout_s}s; server log:\n{log()[-3000:]}")
 
 
 def _job_lines(log: str, job: str, message: str) -> list[dict[str, Any]]:
@@ -58,8 +46,8 @@ def test_requests_at_the_first_moment_of_a_new_server_never_fail(app_env):
         try:
             answers = burst_at_start(server.port, calls, headers)
             for job in ("refresh_views", "extend_slots"):
-                _wait_for(lambda: _job_lines(server.log_text(), job, "scheduled job done"), 120,
-                          f"the scheduler's first {job} run done", server.log_text)
+                wait_for(lambda: _job_lines(server.log_text(), job, "scheduled job done"), 120,
+                         f"the scheduler's first {job} run done", server.log_tail)
             log = server.log_text()
         finally:
             server.stop()
@@ -105,16 +93,16 @@ def test_the_scheduler_runs_again_after_a_job_raised(app_env):
     allowed again, the next run refreshes the view."""
     server = ApiServer({**app_env.env, "LOCAL_REFRESH_INTERVAL": "1"}, schedules=True).start()
     try:
-        _wait_for(lambda: _job_lines(server.log_text(), "refresh_views", "scheduled job done"), 120,
-                  "a first refresh", server.log_text)
+        wait_for(lambda: _job_lines(server.log_text(), "refresh_views", "scheduled job done"), 120,
+                 "a first refresh", server.log_tail)
         before = _last_refresh(app_env)
         _set_connections_allowed(app_env.db_name, False)
         try:
-            failures = _wait_for(lambda: _job_lines(server.log_text(), "refresh_views", "scheduled job failed"),
-                                 60, "a failed refresh", server.log_text)
+            failures = wait_for(lambda: _job_lines(server.log_text(), "refresh_views", "scheduled job failed"),
+                                60, "a failed refresh", server.log_tail)
         finally:
             _set_connections_allowed(app_env.db_name, True)
-        _wait_for(lambda: _last_refresh(app_env) > before, 60, "a refresh after the failure", server.log_text)
+        wait_for(lambda: _last_refresh(app_env) > before, 60, "a refresh after the failure", server.log_tail)
         log = server.log_text()
     finally:
         server.stop()
