@@ -4,10 +4,12 @@ once while the scheduler carries on (docs/performance.md, "Cold start")."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from typing import Any
 
+from chalicelib.local_server import LocalScheduler
 from tests.conftest import admin_connection
 from tests.data_finders import new_patients
 from tests.helpers_servers import PROJECT_DIR, ApiServer, free_future_slots, wait_for
@@ -114,3 +116,36 @@ def test_the_scheduler_runs_again_after_a_job_raised(app_env):
     assert all('"job":"refresh_views"' in line and '"level":"ERROR"' in line for line in errors), errors
     failed_runs = len(_job_lines(log, "refresh_views", "scheduled job failed"))
     assert len(errors) == failed_runs == log.count("scheduled handler refresh_views raised DatabaseUnavailable")
+
+
+class _FailingHandler(logging.Handler):
+    """A log handler that raises on every record, as a broken log destination would."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        raise OSError("log destination gone")
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        raise OSError("log destination gone")
+
+
+def test_a_failing_log_handler_does_not_end_the_scheduler():
+    """A run that raises while logging itself raises: invoke() still returns, and the thread
+    goes on to its next run."""
+    import app as app_module
+
+    scheduler = LocalScheduler(app_module.app, {"no_such_handler": 1.0})
+    calls: list[str] = []
+    original = scheduler.invoke
+    scheduler.invoke = lambda name: calls.append(name) or original(name)  # type: ignore[method-assign]
+    log = logging.getLogger("chalicelib.local_server")
+    handler = _FailingHandler()
+    log.addHandler(handler)
+    try:
+        assert original("no_such_handler") is None  # AttributeError, then the failing WARNING
+        scheduler.start()
+        wait_for(lambda: len(calls) >= 2, 10, "a second run of the scheduler")
+        assert scheduler.is_alive()
+    finally:
+        scheduler.stopped.set()
+        scheduler.join(5)
+        log.removeHandler(handler)
