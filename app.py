@@ -12,13 +12,17 @@ from chalicelib.http import ApiError, json_response, parse_json_body
 from chalicelib.lazy import lazy_module
 from chalicelib.observability import configure, log_scheduled
 
-# Imported by the first request that needs them, not by a cold start (docs/performance.md).
+# Imported by the first request or job that needs them, not by a cold start (docs/performance.md).
 if TYPE_CHECKING:
     from chalicelib import openapi as api_document
     from chalicelib.booking import service
+    from chalicelib.jobs import refresh as refresh_job
+    from chalicelib.jobs import slots as slots_job
 else:
     api_document = lazy_module("chalicelib.openapi", globals())
     service = lazy_module("chalicelib.booking.service", globals())
+    refresh_job = lazy_module("chalicelib.jobs.refresh", globals())
+    slots_job = lazy_module("chalicelib.jobs.slots", globals())
 
 # Chalice, with its own errors (wrong method, ...) answered in the API's error shape.
 app = ShapedErrorsChalice(app_name="hospital-booking", configure_logs=False)
@@ -126,15 +130,14 @@ def monitor_page() -> Response:
     return monitor.page_response()
 
 
+# The job's module is imported inside log_scheduled, so an import failure is logged as the job's.
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="refresh_views")
 def refresh_views(event: Any) -> dict[str, Any]:
-    from chalicelib.jobs.refresh import run_scheduled_refresh
-
-    return log_scheduled("refresh_views", run_scheduled_refresh, getattr(event, "context", None))
+    return log_scheduled("refresh_views", lambda: refresh_job.run_scheduled_refresh(),
+                         getattr(event, "context", None))
 
 
 @app.schedule(Rate(1, unit=Rate.DAYS), name="extend_slots")
 def extend_slots(event: Any) -> dict[str, Any]:
-    from chalicelib.jobs.slots import run_scheduled_extension
-
-    return log_scheduled("extend_slots", run_scheduled_extension, getattr(event, "context", None))
+    return log_scheduled("extend_slots", lambda: slots_job.run_scheduled_extension(),
+                         getattr(event, "context", None))

@@ -11,12 +11,20 @@ stand-in's place, so every later use is a plain global lookup, as with an ordina
         from chalicelib.booking import service
     else:
         service = lazy_module("chalicelib.booking.service", globals())
+
+Every import through a stand-in holds `IMPORT_LOCK`, as does the import boundary of a
+threaded process (chalicelib.import_boundary): two threads never import at once through
+them, so neither can see the other's half-initialized module.
 """
 from __future__ import annotations
 
 import importlib
+import threading
 from types import ModuleType
 from typing import Any, MutableMapping
+
+IMPORT_LOCK = threading.RLock()
+"""Held while a stand-in's module or the import boundary's modules are imported."""
 
 
 class LazyModule:
@@ -37,12 +45,14 @@ class LazyModule:
 
 
 def _load(stand_in: LazyModule) -> ModuleType:
-    """Import the stand-in's module (importlib imports it once and is thread-safe) and bind
-    the module wherever the stand-in is bound in its namespace."""
-    module = importlib.import_module(stand_in._lazy_name)
-    namespace = stand_in._lazy_namespace
-    for key in [key for key, value in namespace.items() if value is stand_in]:
-        namespace[key] = module
+    """Import the stand-in's module under IMPORT_LOCK (a module-level import lock alone lets
+    a second thread see a module another thread is still initializing, when two imports
+    cross) and bind the module wherever the stand-in is bound in its namespace."""
+    with IMPORT_LOCK:
+        module = importlib.import_module(stand_in._lazy_name)
+        namespace = stand_in._lazy_namespace
+        for key in [key for key, value in namespace.items() if value is stand_in]:
+            namespace[key] = module
     return module
 
 

@@ -11,6 +11,7 @@ handlers with real EventBridge scheduled-event payloads.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import http.client
@@ -27,6 +28,7 @@ from typing import Any, Callable, Mapping, Optional
 from chalice.app import Chalice
 from chalice.local import LocalChalice, LocalDevServer, ThreadedHTTPServer
 
+from chalicelib.import_boundary import import_request_and_job_modules
 from chalicelib.local_handler import KeepAliveRequestHandler
 from chalicelib.observability import error_fields
 from chalicelib.request_deadline import DEFAULT_CLIENT_TIMEOUT_S
@@ -69,13 +71,22 @@ class LocalScheduler(threading.Thread):
             clock += 1.0
 
     def invoke(self, name: str) -> Any:
-        """Run one scheduled handler as Lambda would, logging failures."""
-        function = getattr(importlib.import_module("app"), name)
+        """Run one scheduled handler as Lambda would. Whatever it raises is caught here, so
+        the next run comes as scheduled: the handler (`log_scheduled`) has already logged it
+        as its one ERROR line; this adds a WARNING that the scheduler carries on."""
         try:
-            return function(scheduled_event(name), _LocalContext(name))
+            handler = getattr(importlib.import_module("app"), name)
+            return handler(scheduled_event(name), _LocalContext(name))
         except Exception as exc:  # noqa: BLE001 - keep the scheduler alive
-            log.error("scheduled handler %s failed", name, extra=error_fields(exc))
+            _note_failed_run(name, exc)
             return None
+
+
+def _note_failed_run(name: str, exc: Exception) -> None:
+    """Log that a scheduled run raised (its name and the exception's type only). Never
+    raises: a failing log handler must not end the scheduler's thread."""
+    with contextlib.suppress(Exception):
+        log.warning("scheduled handler %s raised %s; the next run is due as scheduled", name, type(exc).__name__)
 
 
 class _LocalContext:
@@ -108,14 +119,16 @@ class BacklogHTTPServer(ThreadedHTTPServer):
         super().__init__(server_address, handler_cls)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """Log a connection that ended in an exception, never with the client's address
-        (socketserver prints it with a traceback): a client's reset as one INFO line, any
-        other failure as an error with its type and code locations."""
+        """Log a connection that ended in an exception, never with the client's address or a
+        traceback (socketserver prints both): a client's reset as one INFO line, any other
+        failure as an error with its type and code locations. Never raises, so the request
+        thread ends normally."""
         exc = sys.exc_info()[1]
-        if isinstance(exc, _CLIENT_RESETS):
-            log.info("client closed the connection abruptly", extra={"error_type": type(exc).__name__})
-        elif exc is not None:
-            log.error("connection handler failed", extra=error_fields(exc))
+        with contextlib.suppress(Exception):
+            if isinstance(exc, _CLIENT_RESETS):
+                log.info("client closed the connection abruptly", extra={"error_type": type(exc).__name__})
+            elif exc is not None:
+                log.error("connection handler failed", extra=error_fields(exc))
 
 
 def thread_local_requests(app_obj: Chalice) -> Chalice:
@@ -131,7 +144,9 @@ def thread_local_requests(app_obj: Chalice) -> Chalice:
 def serve(host: str, port: int, stage: str = "dev", schedules: bool = True,
           client_timeout_s: float = DEFAULT_CLIENT_TIMEOUT_S) -> None:
     """Serve the API like `chalice local` with Nagle disabled, plus the local scheduler;
-    a request not whole within `client_timeout_s` answers 408."""
+    a request not whole within `client_timeout_s` answers 408. Everything requests and jobs
+    import is imported before the port opens and before the scheduler starts
+    (chalicelib.import_boundary): its threads never race an import."""
     from chalice.cli.factory import CLIFactory
 
     project_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -142,6 +157,7 @@ def serve(host: str, port: int, stage: str = "dev", schedules: bool = True,
     reset_settings()
     get_settings()  # the stage's variables are checked too: SettingsError before serving
     app_obj = thread_local_requests(factory.load_chalice_app())
+    import_request_and_job_modules()
     server_cls = functools.partial(BacklogHTTPServer, client_timeout_s=client_timeout_s)
     server = LocalDevServer(app_obj, config, host, port, handler_cls=KeepAliveRequestHandler,
                             server_cls=server_cls)

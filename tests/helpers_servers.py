@@ -16,22 +16,36 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from chalicelib.local_server import free_port, wait_until_answering
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
+def wait_for_port(port: int, timeout: float = 10.0, pause_s: float = 0.02) -> None:
+    """Try to connect every `pause_s` (0: in a tight loop) until the port accepts."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
         except OSError:
-            time.sleep(0.02)
+            time.sleep(pause_s)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str,
+             detail: Callable[[], str] = lambda: "") -> Any:
+    """Poll `condition` every 0.1 s until it returns something true, and return that; fail
+    naming `what` (and `detail()`, e.g. a server's log) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what} ({timeout}s) {detail()}")
 
 
 def redis_server_path() -> str:
@@ -76,11 +90,13 @@ class PrivateRedis:
 
 
 class ApiServer:
-    """`python -m chalicelib.cli serve --no-schedules [serve_args]` on a free port, in its
-    own session."""
+    """`python -m chalicelib.cli serve --no-schedules [serve_args]` (with its scheduler when
+    `schedules`) on a free port, in its own session."""
 
-    def __init__(self, env: dict[str, str], port: Optional[int] = None, serve_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, env: dict[str, str], port: Optional[int] = None, schedules: bool = False,
+                 serve_args: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
+        self.schedules = schedules
         self.serve_args = serve_args
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         self.proc: Optional[subprocess.Popen] = None
@@ -89,8 +105,8 @@ class ApiServer:
     def start(self) -> "ApiServer":
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chalicelib.cli", "serve", "--port", str(self.port), "--no-schedules",
-             *self.serve_args],
+            [sys.executable, "-m", "chalicelib.cli", "serve", "--port", str(self.port),
+             *([] if self.schedules else ["--no-schedules"]), *self.serve_args],
             cwd=PROJECT_DIR, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
@@ -102,9 +118,13 @@ class ApiServer:
             raise TimeoutError(f"server on {self.port} not healthy: {self.log_tail()}")
 
     def log_tail(self) -> str:
+        return self.log_text()[-3000:]
+
+    def log_text(self) -> str:
+        """Everything the server has written to stdout and stderr so far."""
         try:
             with open(self.log_path, "rb") as f:
-                return f.read()[-3000:].decode(errors="replace")
+                return f.read().decode(errors="replace")
         except OSError:
             return ""
 

@@ -22,7 +22,7 @@ import pytest
 
 from chalicelib.cache import histogram
 from chalicelib.cache.fleet import merge
-from tests.helpers_servers import ApiServer, KeepAlive, PrivateRedis, running_servers
+from tests.helpers_servers import ApiServer, KeepAlive, PrivateRedis, running_servers, wait_for
 
 PUBLISH_INTERVAL = 0.3
 EXPIRY = 2.5
@@ -142,17 +142,6 @@ def _stats(conn: KeepAlive) -> dict[str, Any]:
     return doc
 
 
-def _wait_for(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_three_containers_sum_their_figures(three_servers, app_env):
     headers = app_env.headers(role="admin")
     conns = [KeepAlive(s.port, headers) for s in three_servers]
@@ -201,7 +190,7 @@ def test_a_container_that_stops_publishing_drops_out(three_servers, app_env):
     try:
         for conn in (a, b, c):  # the first request's end publishes
             _stats(conn)
-        assert _wait_for(lambda: _stats(a)["fleet"]["containers"] == 3, 5, "3 containers")
+        assert wait_for(lambda: _stats(a)["fleet"]["containers"] == 3, 5, "3 containers")
         gone = _stats(c)["container"]["id"]
         c.close()
         three_servers[2].stop()
@@ -212,7 +201,7 @@ def test_a_container_that_stops_publishing_drops_out(three_servers, app_env):
             doc = _stats(a)
             return doc["fleet"]["containers"] == 2 and doc
 
-        doc = _wait_for(two, EXPIRY + 5, "2 containers")
+        doc = wait_for(two, EXPIRY + 5, "2 containers")
         assert time.monotonic() - stopped >= EXPIRY - PUBLISH_INTERVAL - 0.5  # not before its key expired
         assert doc["fleetSource"] == "redis"
         assert _stats(b)["fleet"]["containers"] == 2
