@@ -11,7 +11,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from chalicelib.auth import issue_token
 from chalicelib.local_server import free_port
+from tests.conftest import TEST_AUTH_SECRET
 from tests.helpers_servers import wait_for_port
 
 
@@ -23,6 +25,7 @@ class RouteCall:
     path: str
     body: Optional[dict[str, Any]]
     expected: int
+    operator: bool = False  # sent with an operator token (fleet statistics), not the admin's
 
 
 def every_route(day: str, slot: int, patient: int) -> list[RouteCall]:
@@ -36,7 +39,7 @@ def every_route(day: str, slot: int, patient: int) -> list[RouteCall]:
         RouteCall("GET", f"/api/slots/available?clientId=1&date={day}", None, 200),
         RouteCall("GET", f"/api/appointments/list?clientId=1&date={day}", None, 200),
         RouteCall("GET", "/api/dashboard/stats?clientId=1", None, 200),
-        RouteCall("GET", "/api/cache/stats", None, 200),
+        RouteCall("GET", "/api/cache/stats", None, 200, operator=True),
         RouteCall("GET", "/api/openapi.json", None, 200),
         RouteCall("GET", "/monitor", None, 200),
         RouteCall("POST", "/api/appointments", {"clientId": 1, "slotId": slot, "patientId": patient}, 201),
@@ -46,6 +49,8 @@ def every_route(day: str, slot: int, patient: int) -> list[RouteCall]:
 def call(port: int, route: RouteCall, headers: dict[str, str]) -> tuple[int, bytes]:
     """Send `route` on a new connection; its status and the start of its body."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    if route.operator:
+        headers = {"Authorization": f"Bearer {issue_token(TEST_AUTH_SECRET, 0, 'operator')}"}
     try:
         payload = None if route.body is None else json.dumps(route.body).encode()
         sent = headers if payload is None else {**headers, "Content-Type": "application/json"}
