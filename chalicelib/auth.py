@@ -10,7 +10,7 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 from chalicelib.http import ApiError
 from chalicelib.settings import Settings, SettingsError, secret_problem
@@ -122,31 +122,40 @@ def principal_from_claims(claims: Mapping[str, object], expires_at: float,
 
 
 def verify_token(token: str, secret: str, max_ttl_s: float = DEFAULT_MAX_TTL_S) -> Principal:
-    """Verify a JWT and return its principal; raises ApiError(401) on any defect, and
-    SettingsError when the service's own secret is missing or too short.
+    """Verify a development (HS256) JWT and return its principal; raises ApiError(401) on
+    any defect, and SettingsError when the service's own secret is missing or too short.
 
     Verified tokens are remembered (bounded) so a warm container pays for HMAC once per
     token; expiry is still checked on every use.
     """
-    cache_key = (token, secret)
+    return _remembered((token, secret), lambda: _verify_shared_secret(token, secret, max_ttl_s))
+
+
+def _verify_shared_secret(token: str, secret: str, max_ttl_s: float) -> Principal:
+    problem = secret_problem(secret)
+    if problem is not None:
+        raise SettingsError([problem])
+    if len(token) > _MAX_TOKEN_BYTES:
+        raise ApiError(401, "The token is not valid.")
+    import jwt  # PyJWT (and cryptography) on the first token, not at a cold start
+
+    try:
+        claims = jwt.decode(token, secret, algorithms=["HS256"], leeway=LEEWAY_S,
+                            options={"require": _REQUIRED, "verify_exp": False, "verify_iat": False})
+    except jwt.InvalidTokenError:
+        raise ApiError(401, "The token is not valid.") from None
+    expires_at = check_lifetime(claims, max_ttl_s)
+    if expires_at + LEEWAY_S <= time.time():
+        raise ApiError(401, "The token has expired.")
+    return principal_from_claims(claims, expires_at + LEEWAY_S)
+
+
+def _remembered(cache_key: tuple[str, str], verify: Callable[[], Principal]) -> Principal:
+    """The principal of a token verified once per container (`verify()` the first time;
+    bounded memory), its expiry checked on every use."""
     principal = _verified.get(cache_key)
     if principal is None:
-        problem = secret_problem(secret)
-        if problem is not None:
-            raise SettingsError([problem])
-        if len(token) > _MAX_TOKEN_BYTES:
-            raise ApiError(401, "The token is not valid.")
-        import jwt  # PyJWT (and cryptography) on the first token, not at a cold start
-
-        try:
-            claims = jwt.decode(token, secret, algorithms=["HS256"], leeway=LEEWAY_S,
-                                options={"require": _REQUIRED, "verify_exp": False, "verify_iat": False})
-        except jwt.InvalidTokenError:
-            raise ApiError(401, "The token is not valid.") from None
-        expires_at = check_lifetime(claims, max_ttl_s)
-        if expires_at + LEEWAY_S <= time.time():
-            raise ApiError(401, "The token has expired.")
-        principal = principal_from_claims(claims, expires_at + LEEWAY_S)
+        principal = verify()
         with _verified_lock:
             if len(_verified) >= _VERIFIED_MAX:
                 _verified.clear()
@@ -185,21 +194,15 @@ def _claimed_issuer(token: str) -> object:
 
 
 def _provider_principal(token: str, settings: Settings) -> Principal:
-    """An identity provider's token, verified once per container and remembered (bounded)
-    like the development tokens; expiry is checked on every use."""
-    cache_key = (token, settings.oidc.issuer)
-    principal = _verified.get(cache_key)
-    if principal is None:
+    """An identity provider's token (chalicelib/oidc.py), remembered like the development
+    tokens."""
+
+    def verify() -> Principal:
         from chalicelib import oidc
 
-        principal = oidc.verify(token, settings)
-        with _verified_lock:
-            if len(_verified) >= _VERIFIED_MAX:
-                _verified.clear()
-            _verified[cache_key] = principal
-    if principal.expires_at <= time.time():
-        raise ApiError(401, "The token has expired.")
-    return principal
+        return oidc.verify(token, settings)
+
+    return _remembered((token, settings.oidc.issuer), verify)
 
 
 def require_role(principal: Principal, *roles: str) -> None:
