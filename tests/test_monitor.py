@@ -175,8 +175,13 @@ def _wait(condition: Callable[[], object], timeout: float = 15.0, what: str = "c
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
-def _traffic(port: int, token: str, rounds: int = 10) -> None:
-    """Cached GETs, repeated so the later ones are L1 hits."""
+def _traffic(port: int, rounds: int = 10) -> None:
+    """Cached GETs of tenant 1 (with an admin token of that hospital: the monitor's operator
+    token reads no hospital's data), repeated so the later ones are L1 hits."""
+    from chalicelib.auth import issue_token
+    from tests.conftest import TEST_AUTH_SECRET
+
+    token = issue_token(TEST_AUTH_SECRET, 1, "admin")
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         for _ in range(rounds):
@@ -250,7 +255,7 @@ def test_monitor_live_in_browser(servers, server, driver, app_env, tmp_path):
     assert d.execute_script("return window.sessionStorage.getItem('hbMonitorToken')") == admin
     assert not d.find_element("id", "token-form").is_displayed()
 
-    _traffic(server.port, admin)
+    _traffic(server.port)
     figure = d.find_element("id", "overall-hit-rate")
     first = _wait(lambda: re.fullmatch(r"\d{1,3}\.\d %", figure.text) and figure.text, what="a hit-rate number")
     rate = float(figure.get_attribute("data-value"))
@@ -258,7 +263,7 @@ def test_monitor_live_in_browser(servers, server, driver, app_env, tmp_path):
     points_before = _points(d)
     assert points_before >= 1
 
-    _traffic(server.port, admin, rounds=30)  # more L1 hits: the overall rate climbs
+    _traffic(server.port, rounds=30)  # more L1 hits: the overall rate climbs
     _wait(lambda: figure.text != first, what="the hit-rate figure to change")
     assert float(figure.get_attribute("data-value")) > rate
     _wait(lambda: _points(d) >= points_before + 2, what="the chart to gain points")
@@ -291,7 +296,7 @@ def test_monitor_live_in_browser(servers, server, driver, app_env, tmp_path):
 
     # The fleet: the second container's traffic is in the fleet's figures, not in this one's.
     other = servers[1]
-    _traffic(other.port, admin, rounds=25)
+    _traffic(other.port, rounds=25)
 
     def fleet_shown() -> bool:
         mine, theirs = _stats_json(server.port, admin)["container"], _stats_json(other.port, admin)["container"]
@@ -367,7 +372,7 @@ def test_monitor_shows_redis_down_and_api_unreachable(app_env, driver, tmp_path)
         _wait(lambda: _state(d) == "redis-down", what="the redis-down state")  # before any traffic, too
         banner = d.find_element("id", "state-banner").text
         assert "Redis down" in banner and "cannot reach Redis" in banner
-        _traffic(api.port, admin, rounds=2)
+        _traffic(api.port, rounds=2)
         _wait(lambda: _value(d, "overall-requests") not in ("", "0"), what="figures after traffic")
         assert _state(d) == "redis-down"
         assert d.find_element("id", "l2-state").text == "down" and "bad" in _classes(d, "l2-state")

@@ -75,7 +75,7 @@
     'no-token': 'No token: paste an operator token to start.',
     'loading': 'Loading…',
     'ok': 'Live: refreshing every 2 s.',
-    'refused': 'Token refused: the API answered %s. Paste a valid operator token (a hospital's admin, staff or patient token cannot read cache statistics).',
+    'refused': 'Token refused: the API answered %s. Paste a valid operator token (a hospital admin, staff or patient token cannot read cache statistics).',
     'redis-down': 'Redis down: %s. Answers come from memory and the database; the figures below are this container\'s own, live.',
     'db-down': 'Database down: %s. Recent answers are served from the cache (stale where needed), others fail; figures below are live.',
     'unreachable': 'API unreachable: %s. Retrying every 2 s; figures below are from the last good refresh.',
