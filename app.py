@@ -8,6 +8,7 @@ from chalice import Rate, Response
 from chalicelib import monitor, web
 from chalicelib.api_app import ShapedErrorsChalice
 from chalicelib.booking import resources
+from chalicelib.fhir import routes as fhir_routes
 from chalicelib.http import ApiError, json_response, parse_json_body
 from chalicelib.lazy import lazy_module
 from chalicelib.observability import configure, log_scheduled
@@ -28,6 +29,7 @@ else:
 app = ShapedErrorsChalice(app_name="hospital-booking", configure_logs=False)
 configure(app)
 web.bind(app)
+fhir_routes.register(app)  # /fhir/R4 (docs/fhir.md)
 
 # "*/*": every Content-Type reaches the handler, so a wrong one gets the API's JSON 415, not Chalice's.
 JSON_TYPES = ["application/json", "*/*"]

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from chalice import Chalice, Response
-from chalice.app import Request
+from chalice.app import MultiDict, Request
 
 from chalicelib.auth import OPERATOR, Principal, principal_from_headers, require_role
 from chalicelib.booking.caching import get_cache
@@ -100,21 +100,26 @@ class PlanMemo:
             cache: TieredCache) -> ReadPlan:
         """The plan for this request (built, verified and remembered on first sight)."""
         query = request.to_original_event().get("multiValueQueryStringParameters") or {}
-        params = []
-        for name, values in query.items():
-            params.append((name, values[-1]))  # the last value, as request.query_params gives
-        memo_key = (resource.name, headers.get("authorization"), tuple(params))
+        path = request.uri_params or {}
+        memo_key = (resource.name, headers.get("authorization"),
+                    tuple((name, tuple(values)) for name, values in query.items()), tuple(path.items()))
         settings = get_settings()
         if self.owner[0] is not settings or self.owner[1] is not cache:
             self.plans, self.owner = {}, (settings, cache)
         plan = self.plans.get(memo_key)
         if plan is None or plan.expires_at <= time.time():
             caller = principal_from_headers(request.headers, settings)
-            plan = resource.plan(cache, caller, dict(request.query_params or {}))
+            plan = resource.plan(cache, caller, _request_params(query, path))
             if len(self.plans) >= self.max_entries:
                 self.plans = {}
             self.plans[memo_key] = plan
         return plan
+
+
+def _request_params(query: Mapping[str, list[str]], path: Mapping[str, str]) -> MultiDict:
+    """Every value of each query parameter (a native query reads the last; FHIR repeats
+    names), and a path's id as `_id`."""
+    return MultiDict({**query, **{"_id": [value] for value in path.values()}})
 
 
 plans = PlanMemo()

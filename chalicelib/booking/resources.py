@@ -76,7 +76,7 @@ class CachedResource:
     def plan(self, cache: TieredCache, principal: Principal, params: Mapping[str, str]) -> ReadPlan:
         """Validate the query, check the caller's tenant and role, narrow it for the caller:
         the plan of this read through `cache`."""
-        query = models.parse(getattr(models, self.query), params)
+        query = models.parse(getattr(models, self.query), dict(params))
         require_tenant(principal, query.clientId)
         if self.roles:
             require_role(principal, *self.roles)
@@ -174,8 +174,11 @@ RESOURCES: tuple[CachedResource, ...] = (DASHBOARD, APPOINTMENTS, DEPARTMENTS, D
 
 
 def declared_freshness() -> dict[str, Freshness]:
-    """Each resource's declared lifetimes, by name (the cache applies a stage's overrides)."""
-    return {r.name: r.freshness for r in RESOURCES}
+    """Each resource's declared lifetimes, by name, the FHIR interface's too (the cache
+    applies a stage's overrides)."""
+    from chalicelib.fhir.resources import FHIR_RESOURCES  # it builds on this module
+
+    return {r.name: r.freshness for r in (*RESOURCES, *FHIR_RESOURCES)}
 
 
 def hot_reads(keys: KeySpace, tenant: int, today: dt.date) -> Iterator[tuple[CacheKey, Loader]]:
