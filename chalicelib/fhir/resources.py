@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Mapping, Optional
 
 from chalicelib.auth import OPERATOR, STAFF, Principal, require_role
 from chalicelib.booking import scopes
@@ -52,12 +52,12 @@ def _key_params(q: Query) -> str:
     return f"id={q.id or ''}:{filters}:days={days}:n={q.count}:o={q.offset}"
 
 
-def _by_id(resource_type: str, largest: int = 2_147_483_647) -> Parser:
+def _by_id(resource_type: str, wide: bool = False) -> Parser:
     """A read: the id from the path (merged into the parameters as `_id`), nothing else."""
 
     def parse(principal: Principal, params: Params) -> Query:
         search.refuse_unknown(params, ("_id",))
-        ident = search.resource_id(search.single(params, "_id") or "", resource_type, largest)
+        ident = search.resource_id(search.single(params, "_id") or "", resource_type, wide)
         return Query(clientId=principal.tenant, id=ident, filters=(("_id", str(ident)),))
 
     return parse
@@ -121,7 +121,7 @@ def _appointment_search(principal: Principal, params: Params) -> Query:
 
 
 def _appointment_read(principal: Principal, params: Params) -> Query:
-    query = _by_id("Appointment", largest=9_223_372_036_854_775_807)(principal, params)
+    query = _by_id("Appointment", wide=True)(principal, params)
     return replace(query, filters=_own(principal, dict(query.filters), "patient"))
 
 

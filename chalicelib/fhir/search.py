@@ -5,10 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
-from chalicelib.booking.models import INT4_MAX, INT8_MAX, normalize_search
 from chalicelib.http import ApiError
+from chalicelib.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from chalicelib.booking import models
+else:
+    models = lazy_module("chalicelib.booking.models", globals())
 
 Params = Mapping[str, Sequence[str]]
 MAX_SLOT_DAYS = 7
@@ -54,11 +59,12 @@ def single(params: Params, name: str) -> Optional[str]:
     return values[0] if values else None
 
 
-def resource_id(text: str, what: str, largest: int = INT4_MAX) -> int:
-    """A positive id, bare or as `Type/id` of the expected type; 400 otherwise."""
+def resource_id(text: str, what: str, wide: bool = False) -> int:
+    """A positive id (64-bit when `wide`, else 32-bit), bare or as `Type/id` of the expected
+    type; 400 otherwise."""
     if text.startswith(what + "/"):
         text = text[len(what) + 1:]
-    if not _ID_RE.match(text) or int(text) > min(largest, INT8_MAX):
+    if not _ID_RE.match(text) or int(text) > (models.INT8_MAX if wide else models.INT4_MAX):
         raise ApiError(400, f"'{text[:40]}' is not a {what} id or reference.")
     return int(text)
 
@@ -77,7 +83,7 @@ def search_term(params: Params, name: str) -> Optional[str]:
     text = single(params, name)
     if text is None:
         return None
-    term = normalize_search(text)
+    term = models.normalize_search(text)
     if not term or len(term) > 100 or "\x00" in term:
         raise ApiError(400, f"'{name}' must be 1 to 100 characters.")
     return term

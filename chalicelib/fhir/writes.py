@@ -16,7 +16,6 @@ from chalice import Response
 
 from chalicelib.auth import Principal
 from chalicelib.booking import service
-from chalicelib.booking.models import INT8_MAX
 from chalicelib.fhir import queries
 from chalicelib.fhir.outcome import fhir_response
 from chalicelib.fhir.search import STATUS_FROM_FHIR, Query, resource_id
@@ -27,7 +26,7 @@ def _reference(value: Any, resource_type: str, where: str) -> int:
     """The id of `{"reference": "<Type>/<id>"}`; 400 for anything else."""
     if not isinstance(value, dict) or not isinstance(value.get("reference"), str):
         raise ApiError(400, f"'{where}' must be a reference to a {resource_type}.")
-    return resource_id(value["reference"], resource_type, INT8_MAX)
+    return resource_id(value["reference"], resource_type, wide=resource_type == "Slot")
 
 
 def _one_slot(body: Mapping[str, Any]) -> int:
@@ -59,11 +58,8 @@ def _rendered(principal: Principal, native: Response) -> Response:
     if native.status_code >= 400:
         return native
     ident = orjson.loads(native.body)["appointment"]["id"]
-    return fhir_response(_read(principal, ident, ()), status=native.status_code)
-
-
-def _read(principal: Principal, ident: int, extra: tuple[tuple[str, str], ...]) -> Optional[str]:
-    return queries.read("Appointment", Query(clientId=principal.tenant, filters=(("_id", str(ident)), *extra)))
+    appointment = queries.read("Appointment", Query(clientId=principal.tenant, filters=(("_id", str(ident)),)))
+    return fhir_response(appointment, status=native.status_code)
 
 
 def _existing(principal: Principal, condition: str) -> Optional[str]:
@@ -71,7 +67,7 @@ def _existing(principal: Principal, condition: str) -> Optional[str]:
     params = parse_qs(condition, keep_blank_values=True)
     if set(params) != {"slot", "patient"} or any(len(v) != 1 for v in params.values()):
         raise ApiError(400, "If-None-Exist supports slot=Slot/<id>&patient=Patient/<id>.")
-    slot = resource_id(params["slot"][0], "Slot", INT8_MAX)
+    slot = resource_id(params["slot"][0], "Slot", wide=True)
     patient = resource_id(params["patient"][0], "Patient")
     if principal.is_patient and patient != principal.patient_id:
         raise ApiError(403, "A patient may book only for themselves.")
