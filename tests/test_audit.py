@@ -218,6 +218,7 @@ def test_only_the_tenants_admins_read_the_trail(client, app_env):
     "&limit=0", "&limit=201", "&limit=x", "&action=delete", "&from=2026-01-01", "&from=yesterday",
     "&to=1700000000", "&cursor=not-a-cursor", "&appointmentId=0", "&patientId=-1", "&colour=blue",
     "&from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", "&from=2026-02-30T00:00:00Z", "&actor=",
+    "&from=0001-01-01T00:00:00%2B14:00",
 ])
 def test_bad_query_parameters_are_400_in_the_error_shape(client, app_env, query):
     response = _audit(client, app_env, query)

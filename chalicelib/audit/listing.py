@@ -14,8 +14,6 @@ from chalicelib.http import json_response
 from chalicelib.settings import get_settings
 
 _COLUMNS = "id, at, actor_sub, actor_role, action, appointment_id, patient_id, request_id, details"
-_EQUALS = (("appointment_id", "appointmentId"), ("patient_id", "patientId"), ("actor_sub", "actor"),
-           ("action", "action"))
 NOT_STORED = {"Cache-Control": "no-store"}
 
 
@@ -34,24 +32,21 @@ def audit_page(principal: Principal, params: Mapping[str, str]) -> Response:
 
 def _newest_first(query: AuditQuery) -> list[list[Any]]:
     """Up to limit + 1 matching rows (the extra one says whether a next page exists)."""
-    where, params = "tenant_id = :t", {"t": query.clientId, "lim": query.limit + 1}
-    for column, field in _EQUALS:
-        value = getattr(query, field)
+    filters = [("appointment_id = :appointment", "appointment", query.appointmentId),
+               ("patient_id = :patient", "patient", query.patientId), ("actor_sub = :actor", "actor", query.actor),
+               ("action = :action", "action", query.action), ("at >= :from_at", "from_at", query.from_),
+               ("at < :to_at", "to_at", query.to)]
+    where, params = ["tenant_id = :t"], {"t": query.clientId, "lim": query.limit + 1}
+    for condition, name, value in filters:
         if value is not None:
-            where += f" AND {column} = :{column}"
-            params[column] = value
-    if query.from_ is not None:
-        where += " AND at >= :from_at"
-        params["from_at"] = query.from_
-    if query.to is not None:
-        where += " AND at < :to_at"
-        params["to_at"] = query.to
+            where.append(condition)
+            params[name] = value
     position = query.position()
     if position is not None:
-        where += " AND (at, id) < (:c_at, :c_id)"
-        params["c_at"], params["c_id"] = position.starts_at, position.id
-    return db.run(f"SELECT {_COLUMNS} FROM audit_event WHERE {where} ORDER BY at DESC, id DESC LIMIT :lim",
-                  **params)
+        where.append("(at, id) < (:c_at, :c_id)")
+        params.update(c_at=position.starts_at, c_id=position.id)
+    return db.run(f"SELECT {_COLUMNS} FROM audit_event WHERE {' AND '.join(where)}"
+                  " ORDER BY at DESC, id DESC LIMIT :lim", **params)
 
 
 def _event(row: list[Any]) -> dict[str, Any]:

@@ -34,13 +34,13 @@ def _iso_date(value: Any) -> Any:
 
 
 def _instant(value: Any) -> Any:
-    """An RFC 3339 date-time with its offset (no bare numbers, no local times)."""
+    """An RFC 3339 date-time with its offset (no bare numbers, no local times), in UTC."""
     if isinstance(value, str):
         if not _INSTANT_RE.match(value):
             raise ValueError("must be an RFC 3339 date-time with an offset, such as 2026-01-31T09:00:00Z")
         try:
-            return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.timezone.utc)
+        except (ValueError, OverflowError):
             raise ValueError("is not a real date-time") from None
     return value
 
