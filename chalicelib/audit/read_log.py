@@ -5,7 +5,8 @@ Buffered events are written in one multi-row INSERT when the oldest is `max_age_
 `max_events` are waiting, checked at the start and at the end of every request (a frozen
 Lambda container runs nothing between invocations, so the next request's start flushes
 what the last one left). What a crash or a recycled container can lose: the events of its
-last `max_age_s` seconds (docs/audit.md). At most `capacity` events wait; while PostgreSQL
+last `max_age_s` seconds, and (asynchronous commit) those of PostgreSQL's last fraction of
+a second if PostgreSQL itself crashes (docs/audit.md). At most `capacity` events wait; while PostgreSQL
 refuses the INSERT, later reads are counted in `dropped` rather than buffered.
 """
 from __future__ import annotations
@@ -52,7 +53,7 @@ class ReadEvent:
 class ReadLog:
     """The container's bounded buffer of read events and its flushes."""
 
-    def __init__(self, max_age_s: float = 1.0, max_events: int = 200, capacity: int = 5000) -> None:
+    def __init__(self, max_age_s: float = 1.0, max_events: int = 1000, capacity: int = 10000) -> None:
         self.max_age_s, self.max_events, self.capacity = max_age_s, max_events, capacity
         self.pending: list[tuple[ReadEvent, Optional[str], float]] = []
         self.oldest_at = 0.0
@@ -91,7 +92,7 @@ class ReadLog:
             return
         try:
             if owner is get_settings():  # else reloaded: the events belong to a database no longer used
-                db.write(_INSERT_SQL, **_columns(batch))
+                _insert(batch)
         except Exception as exc:  # noqa: BLE001 - auditing reads must never fail a request
             self._keep(batch, owner)
             log.warning("audit: %d patient-read events not written yet", len(batch), extra=error_fields(exc))
@@ -104,6 +105,14 @@ class ReadLog:
             self.pending = merged[-self.capacity:]
             self.oldest_at, self.owner = self.pending[0][2], owner
             self.retry_at = time.time() + RETRY_AFTER_FAILURE_S
+
+
+def _insert(batch: list[tuple[ReadEvent, Optional[str], float]]) -> None:
+    """One INSERT of the batch, committed without waiting for the WAL flush: these events
+    are already ones a crash may lose, and the flushing request does not wait on a disk."""
+    with db.transaction() as conn:
+        conn.run("SET LOCAL synchronous_commit TO off")
+        conn.run(_INSERT_SQL, **_columns(batch))
 
 
 def _columns(batch: list[tuple[ReadEvent, Optional[str], float]]) -> dict[str, list[Any]]:
