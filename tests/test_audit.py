@@ -191,7 +191,8 @@ def test_a_failed_flush_keeps_the_events_and_logs_no_detail(client, app_env, cap
     app_env.sql("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_event FOR EACH ROW EXECUTE FUNCTION refuse_audit()")
     try:
         caplog.clear()
-        assert client.http.get(f"/api/patients?clientId=1&q={term}", headers=app_env.headers(1, "staff")).status_code == 200
+        searched = client.http.get(f"/api/patients?clientId=1&q={term}", headers=app_env.headers(1, "staff"))
+        assert searched.status_code == 200
         _wait_for_flush()
         assert client.http.get("/api/health").status_code == 200  # its start flushes, and fails
         lines = [logger.registered_formatter.format(record) for record in caplog.records]

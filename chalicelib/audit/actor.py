@@ -20,7 +20,12 @@ class Actor:
     request_id: Optional[str] = None
 
     @classmethod
-    def of(cls, principal: Principal) -> "Actor":
+    def of(cls, principal: Principal, request_id: Optional[str] = None) -> "Actor":
+        """The actor of `principal` (in request `request_id`, when one is named)."""
+        return cls(principal.sub, principal.role, principal.issuer, principal.tenant, request_id)
+
+    @classmethod
+    def in_request(cls, principal: Principal) -> "Actor":
         """The actor of `principal` in the current request."""
-        return cls(principal.sub, principal.role, principal.issuer, principal.tenant, request_scope.request_id())
+        return cls.of(principal, request_scope.request_id())
 

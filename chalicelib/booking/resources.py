@@ -146,8 +146,7 @@ def _search_params(q: Query) -> str:
 
 def _read_event(principal: Principal, action: str, patient_id: Optional[int], details: dict[str, Any]) -> ReadEvent:
     """The audit event of a plan's reads (the request id is added per read)."""
-    return ReadEvent(Actor(principal.sub, principal.role, principal.issuer, principal.tenant), action, patient_id,
-                     orjson.dumps(details).decode())
+    return ReadEvent(Actor.of(principal), action, patient_id, orjson.dumps(details).decode())
 
 
 def _patient_search_event(principal: Principal, q: Query) -> ReadEvent:
