@@ -16,11 +16,13 @@ from chalicelib.observability import configure, log_scheduled
 # Imported by the first request or job that needs them, not by a cold start (docs/performance.md).
 if TYPE_CHECKING:
     from chalicelib import openapi as api_document
+    from chalicelib.audit import listing as audit_log
     from chalicelib.booking import service
     from chalicelib.jobs import refresh as refresh_job
     from chalicelib.jobs import slots as slots_job
 else:
     api_document = lazy_module("chalicelib.openapi", globals())
+    audit_log = lazy_module("chalicelib.audit.listing", globals())
     service = lazy_module("chalicelib.booking.service", globals())
     refresh_job = lazy_module("chalicelib.jobs.refresh", globals())
     slots_job = lazy_module("chalicelib.jobs.slots", globals())
@@ -119,6 +121,13 @@ def set_status(appointment_id: str) -> Response:
 @web.endpoint
 def dashboard() -> Response:
     return web.cached_read(resources.DASHBOARD)
+
+
+@app.route("/api/audit")
+@web.endpoint
+def audit_trail() -> Response:
+    request = app.current_request
+    return audit_log.audit_page(web.principal(request.headers), dict(request.query_params or {}))
 
 
 @app.route("/api/cache/stats")

@@ -233,6 +233,10 @@ class RequestScope:
         keys["request_id"] = getattr(context, "aws_request_id", None)
         keys["cold_start"] = self.cold
 
+    def request_id(self) -> Optional[str]:
+        """The current invocation's request id (None outside one, or without a context)."""
+        return self.keys.get("request_id") if self.keys is not None else None
+
     def exit(self, api: bool = True) -> None:
         """Clear the request id; flush metrics and (after an API request, `api`) publish
         fleet statistics when due. Scheduled jobs pass api=False: a job's container (its

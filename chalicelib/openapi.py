@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from chalicelib.booking.models import (AppointmentListQuery, BookingBody, CancelBody, DoctorsQuery,
+from chalicelib.booking.models import (AppointmentListQuery, AuditQuery, BookingBody, CancelBody, DoctorsQuery,
                                        PatientsQuery, RescheduleBody, SlotsQuery, StatusBody, TenantQuery)
 
 _REF = "#/components/schemas/{model}"
@@ -38,6 +38,11 @@ _APPOINTMENT = _object({
     "status": {"type": "string", "enum": ["booked", "checked_in", "completed", "cancelled", "no_show"]},
     "reason": {"type": ["string", "null"]},
 })
+_AUDIT_EVENT = _object({
+    "id": _ID, "at": _TIME, "actor": _object({"sub": {"type": "string"}, "role": {"type": "string"}}),
+    "action": {"type": "string", "enum": ["book", "cancel", "reschedule", "status", "patient_search", "patient_read"]},
+    "appointmentId": _ID, "patientId": _ID, "requestId": {"type": ["string", "null"]}, "details": {"type": "object"},
+}, optional=("appointmentId", "patientId"))
 _COUNTS = _object({name: {"type": "integer", "minimum": 0}
                    for name in ("total", "booked", "checkedIn", "completed", "cancelled", "noShow")})
 _TIER = {"type": "object", "required": ["hits", "misses", "hitRate", "p50Us", "p99Us"],
@@ -61,6 +66,7 @@ SCHEMAS: dict[str, Any] = {
                                         "endsAt": _TIME}), date=_DATE),
     "Appointment": _APPOINTMENT,
     "AppointmentList": _list_of("appointments", _ref("Appointment"), nextCursor={"type": ["string", "null"]}),
+    "AuditPage": _list_of("events", _AUDIT_EVENT, nextCursor={"type": ["string", "null"]}),
     "AppointmentAnswer": _object({"appointment": _ref("Appointment")}),
     "Dashboard": _object({
         "clientId": _ID, "asOf": {"type": ["string", "null"], "format": "date-time"}, "today": _COUNTS,
@@ -190,6 +196,10 @@ def document() -> dict[str, Any]:
                 "invalid_transition (booked -> checked_in -> completed; booked -> no_show once the slot started)",
                 (), [_PATH_ID]),
             "/api/dashboard/stats": _cached_get("Dashboard", TenantQuery, "staff, admin", "Dashboard"),
+            "/api/audit": {"get": {"summary": "Audit trail", "security": [{"bearer": []}],
+                                   "description": "Roles: admin. Newest first; never cached (docs/audit.md).",
+                                   "parameters": _query_parameters(AuditQuery), "responses": _responses(
+                                       {"200": _json("AuditPage", "OK")}, (400, 401, 403, 405, 503))}},
             "/api/cache/stats": {"get": {"summary": "Cache statistics", "description": "Roles: admin.",
                                          "security": [{"bearer": []}], "responses": _responses(
                                              {"200": _json("CacheStats", "OK")}, (401, 403, 405, 503))}},

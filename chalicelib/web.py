@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 from chalice import Chalice, Response
 from chalice.app import MultiDict, Request
 
+from chalicelib.audit.read_log import read_log
 from chalicelib.auth import OPERATOR, Principal, principal_from_headers, require_role
 from chalicelib.booking.caching import get_cache
 from chalicelib.booking.reads import ReadPlan, read
@@ -47,13 +48,15 @@ def bind(app: Chalice) -> None:
 def endpoint(handler: Callable[..., Response]) -> Callable[..., Response]:
     """Wrap a route: log under the invocation's request id, refuse to serve with refused
     settings (every route, health included) and turn every failure into the API's JSON
-    error shape (never a traceback)."""
+    error shape (never a traceback). Buffered read audit events are written when due at
+    the start and at the end of every request."""
 
     @functools.wraps(handler)
     def wrapped(*args: Any, **kwargs: Any) -> Response:
         request_scope.enter(_app.lambda_context if _app is not None else None)
         try:
             get_settings()  # read and checked on first use; after that one global lookup
+            read_log.flush_if_due()
             return handler(*args, **kwargs)
         except ApiError as exc:
             return exc.to_response()
@@ -75,6 +78,7 @@ def endpoint(handler: Callable[..., Response]) -> Callable[..., Response]:
             log.error("unhandled %s in %s", type(exc).__name__, handler.__name__, extra=error_fields(exc))
             return error_response(500, "internal_error", "Something went wrong on our side; it has been logged.")
         finally:
+            read_log.flush_if_due()
             request_scope.exit()
 
     return wrapped

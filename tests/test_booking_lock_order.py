@@ -16,6 +16,8 @@ import pg8000.native
 import pytest
 from pg8000.exceptions import DatabaseError
 
+from chalicelib.audit.actor import Actor
+from chalicelib.audit.writes import audit_params
 from chalicelib.booking.commands import BOOK_SQL
 from tests.conftest import database_connection
 from tests.data_finders import new_doctor_slots, new_patients
@@ -49,7 +51,8 @@ class Booking(threading.Thread):
 
     def run(self) -> None:
         try:
-            rows = self.conn.run(BOOK_SQL, t=1, slot=self.slot, patient=self.patient, reason=None)
+            rows = self.conn.run(BOOK_SQL, t=1, slot=self.slot, patient=self.patient, reason=None,
+                                 **audit_params(Actor("test", "staff", "test", 1), "book"))
             self.outcome = "created" if rows[0][-1] is not None else "no row"
         except DatabaseError as exc:
             self.outcome = f"{exc.args[0].get('C')} {exc.args[0].get('n')}"

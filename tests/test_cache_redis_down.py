@@ -14,6 +14,7 @@ import time
 import pytest
 from chalice.test import Client
 
+from chalicelib.audit.actor import Actor
 from chalicelib.booking import commands
 from chalicelib.booking.models import BookingBody
 from chalicelib.booking import scopes
@@ -142,7 +143,8 @@ def test_redis_outage_and_recovery(app_env, private_redis):
             assert again.headers["X-Cache"] == "L1", "young critical entries are still served from L1"
         elsewhere = slots_a[0]
         assert elsewhere in _slot_ids(again)
-        result = commands.book(BookingBody(clientId=1, slotId=elsewhere, patientId=new_patient(app_env.sql)), None)
+        body = BookingBody(clientId=1, slotId=elsewhere, patientId=new_patient(app_env.sql))
+        result = commands.book(body, Actor("test", "staff", "test", 1))
         assert result.status == 201  # committed; no invalidation reaches this container
         time.sleep(UNTRACKED_MAX_AGE + 0.15)
         late = get(slots_a_path)

@@ -21,7 +21,8 @@ def _schema_for(path: str, method: str, status: int) -> dict:
 @pytest.mark.parametrize("path,query", [
     ("/api/health", ""), ("/api/departments", "clientId=1"), ("/api/doctors", "clientId=1"),
     ("/api/patients", "clientId=1&q=a"), ("/api/appointments/list", "clientId=1&limit=5"),
-    ("/api/dashboard/stats", "clientId=1"), ("/api/cache/stats", ""),
+    ("/api/dashboard/stats", "clientId=1"), ("/api/cache/stats", ""), ("/api/audit", "clientId=1&limit=5"),
+    ("/api/audit", "clientId=1&limit=0"),
     ("/api/departments", "clientId=9999"), ("/api/departments", "clientId=x"), ("/api/doctors", "clientId=2"),
 ])
 def test_get_answers_match_the_document(client, app_env, path, query):

@@ -20,6 +20,8 @@ from typing import Callable, Optional
 
 from pg8000.exceptions import DatabaseError
 
+from chalicelib.audit.actor import Actor
+from chalicelib.audit.writes import audit_params, audited
 from chalicelib.booking.idempotency import IdempotencyKey, request_hash, run_once
 from chalicelib.booking.locking import BOOKING_LOCKS, appointment_locks
 from chalicelib.booking.models import BookingBody, CancelBody, RescheduleBody
@@ -49,7 +51,8 @@ WITH {BOOKING_LOCKS}{held},
                'booked', :reason
         FROM s, pt WHERE s.starts_at > now(){" AND (SELECT n FROM held) < :cap" if capped else ""}
         ON CONFLICT (tenant_id, slot_id) WHERE status <> 'cancelled' DO NOTHING
-        RETURNING *)
+        RETURNING *),
+     {audited("ins")}
 SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM pt),
        (SELECT s.starts_at > now() FROM s), (SELECT s.doctor_id FROM s), (SELECT s.day FROM s),
        {"(SELECT n >= :cap FROM held)" if capped else "false"},
@@ -57,7 +60,8 @@ SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM pt),
 """
 
 
-# The unkeyed staff booking: one statement, one round trip (params t, slot, patient, reason).
+# The unkeyed staff booking: one statement, one round trip (params t, slot, patient, reason
+# and the audit's).
 BOOK_SQL = _book_sql(capped=False)
 _BOOK_CAPPED_SQL = _book_sql(capped=True)
 # Serializes one patient's capped bookings (in the lock order, slot then patient): the
@@ -74,7 +78,8 @@ WITH {appointment_locks("{owner}", new_slot=False)},
         UPDATE appointment a SET status = 'cancelled', cancelled_at = now(), cancel_reason = :reason
         FROM target WHERE a.tenant_id = target.tenant_id AND a.id = target.id
           AND target.status = 'booked' AND target.starts_at > now()
-        RETURNING a.*)
+        RETURNING a.*),
+     {audited("upd", before="target")}
 SELECT (SELECT count(*) FROM target), (SELECT status FROM target), (SELECT starts_at > now() FROM target),
        (SELECT {_APPOINTMENT_DOCUMENT} FROM upd a {APPOINTMENT_JOINS}),
        (SELECT doctor_id FROM upd), (SELECT day FROM upd)
@@ -90,7 +95,8 @@ WITH {appointment_locks("{owner}", new_slot=True)},
         FROM target, s
         WHERE a.tenant_id = target.tenant_id AND a.id = target.id
           AND target.status = 'booked' AND target.starts_at > now() AND s.starts_at > now()
-        RETURNING a.*)
+        RETURNING a.*),
+     {audited("upd", before="target")}
 SELECT (SELECT count(*) FROM target), (SELECT status FROM target), (SELECT starts_at > now() FROM target),
        (SELECT count(*) FROM s), (SELECT starts_at > now() FROM s),
        (SELECT {_APPOINTMENT_DOCUMENT} FROM upd a {APPOINTMENT_JOINS}),
@@ -147,13 +153,14 @@ def _book_result(body: BookingBody, rows: list[list[object]]) -> WriteResult:
     return WriteResult(201, created, Touched.slots(body.clientId, (doctor_id, day)))  # type: ignore[arg-type]
 
 
-def book(body: BookingBody, idempotency: Optional[IdempotencyKey] = None,
+def book(body: BookingBody, actor: Actor, idempotency: Optional[IdempotencyKey] = None,
          patient_cap: Optional[int] = None) -> WriteResult:
-    """Book a slot for a patient. 201 with the appointment; 409 `slot_taken`, `patient_busy`,
-    or `booking_limit` (with `patient_cap`: the patient already holds that many live future
-    appointments); 404 unknowns. With an Idempotency-Key, see `idempotency.run_once`."""
+    """Book a slot for a patient, audited as `actor`'s. 201 with the appointment; 409
+    `slot_taken`, `patient_busy`, or `booking_limit` (with `patient_cap`: the patient already
+    holds that many live future appointments); 404 unknowns. With an Idempotency-Key, see
+    `idempotency.run_once`."""
     params: dict[str, object] = {"t": body.clientId, "slot": body.slotId, "patient": body.patientId,
-                                 "reason": body.reason}
+                                 "reason": body.reason, **audit_params(actor, "book")}
     sql = BOOK_SQL
     if patient_cap is not None:
         params["cap"], sql = patient_cap, _BOOK_CAPPED_SQL
@@ -185,10 +192,12 @@ def _owner(params: dict[str, object], patient_id: Optional[int]) -> str:
     return "AND patient_id = :pid"
 
 
-def cancel(appointment_id: int, body: CancelBody, patient_id: Optional[int] = None) -> WriteResult:
-    """Cancel a booked future appointment. 200, 404 (unknown, or not the patient's own),
-    409 `not_cancellable` (already cancelled, checked in, completed, no-show, or started)."""
-    params: dict[str, object] = {"t": body.clientId, "id": appointment_id, "reason": body.reason}
+def cancel(appointment_id: int, body: CancelBody, actor: Actor, patient_id: Optional[int] = None) -> WriteResult:
+    """Cancel a booked future appointment, audited as `actor`'s. 200, 404 (unknown, or not
+    the patient's own), 409 `not_cancellable` (already cancelled, checked in, completed,
+    no-show, or started)."""
+    params: dict[str, object] = {"t": body.clientId, "id": appointment_id, "reason": body.reason,
+                                 **audit_params(actor, "cancel")}
     sql = _CANCEL_SQL.format(owner=_owner(params, patient_id))
     found, status, in_future, updated, doctor_id, day = db.write(sql, **params)[0]
     if not found:
@@ -216,15 +225,15 @@ def _reschedule_result(appointment_id: int, body: RescheduleBody, rows: list[lis
                                                         (new_doctor, new_day)))
 
 
-def reschedule(appointment_id: int, body: RescheduleBody, patient_id: Optional[int] = None,
+def reschedule(appointment_id: int, body: RescheduleBody, actor: Actor, patient_id: Optional[int] = None,
                idempotency: Optional[IdempotencyKey] = None) -> WriteResult:
-    """Move a booked future appointment to another free slot in one statement: the old slot
-    is freed and the new one taken together, or nothing changes. 200 with the appointment
+    """Move a booked future appointment to another free slot in one statement, audited as
+    `actor`'s: the old slot is freed and the new one taken together, or nothing changes. 200 with the appointment
     (its new slot; `reason` replaced when given); 404 (unknown appointment, not the
     patient's own, unknown slot); 409 `not_reschedulable`, `slot_taken` or `patient_busy`.
     Rescheduling into the slot it already holds changes nothing and answers 200."""
     params: dict[str, object] = {"t": body.clientId, "id": appointment_id, "slot": body.slotId,
-                                 "reason": body.reason}
+                                 "reason": body.reason, **audit_params(actor, "reschedule")}
     sql = _RESCHEDULE_SQL.format(owner=_owner(params, patient_id))
     if idempotency is None:
         return _decided(lambda: _reschedule_result(appointment_id, body, db.write(sql, **params)))

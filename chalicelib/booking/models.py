@@ -14,6 +14,7 @@ from chalicelib.settings import get_settings
 INT4_MAX = 2_147_483_647
 INT8_MAX = 9_223_372_036_854_775_807
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_INSTANT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
 _PATH_ID_RE = re.compile(r"^[1-9][0-9]{0,18}$")
 _DIGITS_RE = re.compile(r"^[0-9]{1,19}\Z")
 _SPACES = re.compile(r"\s+")
@@ -29,6 +30,18 @@ def _iso_date(value: Any) -> Any:
             return dt.date.fromisoformat(value)
         except ValueError:
             raise ValueError("is not a real calendar date") from None
+    return value
+
+
+def _instant(value: Any) -> Any:
+    """An RFC 3339 date-time with its offset (no bare numbers, no local times), in UTC."""
+    if isinstance(value, str):
+        if not _INSTANT_RE.match(value):
+            raise ValueError("must be an RFC 3339 date-time with an offset, such as 2026-01-31T09:00:00Z")
+        try:
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.timezone.utc)
+        except (ValueError, OverflowError):
+            raise ValueError("is not a real date-time") from None
     return value
 
 
@@ -68,6 +81,7 @@ LIST_DAYS_BACK, LIST_DAYS_AHEAD = 3660, 366
 ListDate = Annotated[IsoDate, AfterValidator(_within(LIST_DAYS_BACK, LIST_DAYS_AHEAD,
                                                      "within ten years back and one year ahead"))]
 SlotDate = Annotated[IsoDate, AfterValidator(_slot_day)]
+Instant = Annotated[dt.datetime, BeforeValidator(_instant), Field(json_schema_extra={"format": "date-time"})]
 Status = Literal["booked", "checked_in", "completed", "cancelled", "no_show"]
 
 
@@ -118,19 +132,14 @@ class SlotsQuery(TenantQuery):
     doctorId: Optional[Id4] = None
 
 
-class AppointmentListQuery(TenantQuery):
-    date: Optional[ListDate] = None
-    from_: Optional[ListDate] = Field(default=None, alias="from")
-    to: Optional[ListDate] = None
-    status: Optional[Status] = None
-    departmentId: Optional[Id4] = None
-    doctorId: Optional[Id4] = None
-    patientId: Optional[Id4] = None
+class PagedQuery(TenantQuery):
+    """A tenant's list read a page at a time, each page after a signed cursor's position."""
+
     limit: Annotated[int, BeforeValidator(_digits), Field(ge=1, le=200)] = 50
     cursor: Annotated[Optional[str], Field(max_length=100)] = None
 
     @model_validator(mode="after")
-    def _signed_cursor(self) -> "AppointmentListQuery":
+    def _signed_cursor(self) -> "PagedQuery":
         if self.cursor is not None:
             self.position()
         return self
@@ -141,6 +150,16 @@ class AppointmentListQuery(TenantQuery):
             return None
         return page_cursor.read(get_settings().auth_secret, self.clientId, self.cursor)
 
+
+class AppointmentListQuery(PagedQuery):
+    date: Optional[ListDate] = None
+    from_: Optional[ListDate] = Field(default=None, alias="from")
+    to: Optional[ListDate] = None
+    status: Optional[Status] = None
+    departmentId: Optional[Id4] = None
+    doctorId: Optional[Id4] = None
+    patientId: Optional[Id4] = None
+
     def check_range(self) -> None:
         """400 when the date filters contradict each other or span too long."""
         if self.date is not None and (self.from_ is not None or self.to is not None):
@@ -150,6 +169,25 @@ class AppointmentListQuery(TenantQuery):
                 raise ApiError(400, "'to' must not be before 'from'.")
             if (self.to - self.from_).days > MAX_RANGE_DAYS:
                 raise ApiError(400, f"A date range may span at most {MAX_RANGE_DAYS} days.")
+
+
+AuditAction = Literal["book", "cancel", "reschedule", "status", "patient_search", "patient_read"]
+
+
+class AuditQuery(PagedQuery):
+    """GET /api/audit: events of the tenant newest first; `from` inclusive, `to` exclusive."""
+
+    appointmentId: Optional[Id8] = None
+    patientId: Optional[Id4] = None
+    actor: Optional[Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]] = None
+    action: Optional[AuditAction] = None
+    from_: Optional[Instant] = Field(default=None, alias="from")
+    to: Optional[Instant] = None
+
+    def check_range(self) -> None:
+        """400 when `to` is before `from`."""
+        if self.from_ is not None and self.to is not None and self.to < self.from_:
+            raise ApiError(400, "'to' must not be before 'from'.")
 
 
 class BodyModel(BaseModel):

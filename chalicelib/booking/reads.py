@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from chalice import Response
 
+from chalicelib.audit.read_log import ReadEvent, read_log
 from chalicelib.auth import Principal
 from chalicelib.http import ApiError
 
@@ -19,18 +20,20 @@ _NO_TENANT = "No hospital with this clientId exists."
 
 
 class ReadPlan:
-    """A validated, authorized cached read: what to look up, how, and until when the
-    caller's token allows it. Built once per (route, token, query) and reused."""
+    """A validated, authorized cached read: what to look up, how, until when the caller's
+    token allows it, and `audit`, the event each read of it records (None: not audited).
+    Built once per (route, token, query) and reused."""
 
-    __slots__ = ("expires_at", "key", "policy", "loader", "diagnostics")
+    __slots__ = ("expires_at", "key", "policy", "loader", "diagnostics", "audit")
 
     def __init__(self, principal: Principal, key: CacheKey, policy: Policy,
-                 loader: Callable[[], Optional[str]]) -> None:
+                 loader: Callable[[], Optional[str]], audit: Optional[ReadEvent] = None) -> None:
         self.expires_at = principal.expires_at
         self.key = key
         self.policy = policy
         self.loader = loader
         self.diagnostics = principal.sees_diagnostics
+        self.audit = audit
 
 
 def _server_timing(result: CacheResult) -> str:
@@ -65,8 +68,11 @@ def cached_response(result: CacheResult, if_none_match: Optional[str], diagnosti
 
 
 def read(current: TieredCache, plan: ReadPlan, if_none_match: Optional[str]) -> Response:
-    """Serve a plan through the cache (404 when the loader finds no such tenant)."""
+    """Serve a plan through the cache (404 when the loader finds no such tenant); buffer
+    its audit event, if it has one."""
     result = current.get_or_load(plan.key, plan.loader, plan.policy)
     if result is None:
         raise ApiError(404, _NO_TENANT)
+    if plan.audit is not None:
+        read_log.record(plan.audit)
     return cached_response(result, if_none_match, plan.diagnostics)

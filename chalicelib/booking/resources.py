@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
+import orjson
+
+from chalicelib.audit.actor import Actor
+from chalicelib.audit.read_log import ReadEvent
 from chalicelib.auth import STAFF, Principal, require_role, require_tenant
 from chalicelib.booking import scopes
 from chalicelib.booking.reads import ReadPlan
@@ -45,13 +49,18 @@ def _nothing_hot(tenant: int, today: dt.date) -> tuple[()]:
     return ()
 
 
+def _not_audited(principal: Principal, query: Query) -> None:
+    """Reads that hold no patient data."""
+
+
 @dataclass(frozen=True)
 class CachedResource:
     """One cached GET route. `query` names its query model in chalicelib.booking.models,
     `load` reads the answer from PostgreSQL (None means no such tenant);
     `params` gives the key's canonical parameters, `scopes` the invalidation scopes the
     answer depends on, `narrow` checks and restricts a query for its caller, `hot` the
-    queries pre-warmed for a tenant's local day."""
+    queries pre-warmed for a tenant's local day, `audited` the event a caller's read of a
+    query records in the audit trail (None: not recorded)."""
 
     name: str
     path: str
@@ -64,6 +73,7 @@ class CachedResource:
     roles: tuple[str, ...] = ()
     narrow: Optional[Callable[[Principal, Query], Query]] = None
     hot: Callable[[int, dt.date], tuple[Query, ...]] = _nothing_hot
+    audited: Callable[[Principal, Query], Optional[ReadEvent]] = _not_audited
 
     def key(self, keys: KeySpace, query: Query) -> CacheKey:
         """The cache key of this resource for a validated query."""
@@ -82,7 +92,8 @@ class CachedResource:
             require_role(principal, *self.roles)
         if self.narrow is not None:
             query = self.narrow(principal, query)
-        return ReadPlan(principal, self.key(cache.keys, query), cache.policy(self.name), self.loader(query))
+        return ReadPlan(principal, self.key(cache.keys, query), cache.policy(self.name), self.loader(query),
+                        self.audited(principal, query))
 
 
 def _own_list(principal: Principal, q: AppointmentListQuery) -> AppointmentListQuery:
@@ -133,6 +144,24 @@ def _search_params(q: Query) -> str:
     return f"q={search_digest(q.q)}:n={q.limit}"
 
 
+def _read_event(principal: Principal, action: str, patient_id: Optional[int], details: dict[str, Any]) -> ReadEvent:
+    """The audit event of a plan's reads (the request id is added per read)."""
+    return ReadEvent(Actor.of(principal), action, patient_id, orjson.dumps(details).decode())
+
+
+def _patient_search_event(principal: Principal, q: Query) -> ReadEvent:
+    """Every patient search (staff and admin only): the term's digest, never the term."""
+    return _read_event(principal, "patient_search", None, {"termDigest": search_digest(q.q), "limit": q.limit})
+
+
+def _patient_read_event(principal: Principal, q: AppointmentListQuery) -> Optional[ReadEvent]:
+    """A staff or admin list of one patient's appointments (a patient's own list is not recorded)."""
+    if q.patientId is None or principal.is_patient:
+        return None
+    filters = q.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"clientId", "patientId", "cursor"})
+    return _read_event(principal, "patient_read", q.patientId, {"resource": "appointments", "filters": filters})
+
+
 DASHBOARD = CachedResource(
     name="dashboard", path="/api/dashboard/stats", freshness=Freshness(30.0, 600.0),
     query="TenantQuery", load=lambda q: queries.dashboard(q.clientId), roles=STAFF,
@@ -142,7 +171,7 @@ DASHBOARD = CachedResource(
 APPOINTMENTS = CachedResource(
     name="appointments", path="/api/appointments/list", freshness=Freshness(10.0, 300.0, critical=True),
     query="AppointmentListQuery", load=lambda q: queries.appointment_list(q), narrow=_own_list,
-    params=_list_params, scopes=_list_scopes,
+    params=_list_params, scopes=_list_scopes, audited=_patient_read_event,
     invalidated_by="every booking, cancel, reschedule and status change of the tenant")
 
 DEPARTMENTS = CachedResource(
@@ -167,7 +196,7 @@ SLOTS = CachedResource(
 PATIENTS = CachedResource(
     name="patients", path="/api/patients", freshness=Freshness(30.0, 300.0),
     query="PatientsQuery", load=lambda q: queries.patients(q), roles=STAFF,
-    params=_search_params, scopes=lambda q: (scopes.PATIENTS,),
+    params=_search_params, scopes=lambda q: (scopes.PATIENTS,), audited=_patient_search_event,
     invalidated_by="seeding")
 
 RESOURCES: tuple[CachedResource, ...] = (DASHBOARD, APPOINTMENTS, DEPARTMENTS, DOCTORS, SLOTS, PATIENTS)

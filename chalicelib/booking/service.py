@@ -6,6 +6,7 @@ from typing import Mapping, Optional
 
 from chalice import Response
 
+from chalicelib.audit.actor import Actor
 from chalicelib.auth import STAFF, Principal, require_role, require_tenant
 from chalicelib.booking import commands, transitions
 from chalicelib.booking.caching import get_cache
@@ -32,7 +33,8 @@ def book(principal: Principal, body: Mapping[str, object], idempotency_key: Opti
     if principal.is_patient and b.patientId != principal.patient_id:
         raise ApiError(403, "A patient may book only for themselves.")
     cap = get_settings().patient_max_future_bookings if principal.is_patient else None
-    return _answer(commands.book(b, _idempotency(principal, idempotency_key), patient_cap=cap))
+    key = _idempotency(principal, idempotency_key)
+    return _answer(commands.book(b, Actor.in_request(principal), key, patient_cap=cap))
 
 
 def _idempotency(principal: Principal, header: Optional[str]) -> Optional[IdempotencyKey]:
@@ -57,7 +59,8 @@ def cancel(principal: Principal, appointment_id: str, body: Mapping[str, object]
     """POST /api/appointments/{id}/cancel."""
     ident = parse_path_id(appointment_id)
     b = parse(CancelBody, body)
-    return _answer(commands.cancel(ident, b, _own_appointments(principal, b.clientId)))
+    owner = _own_appointments(principal, b.clientId)
+    return _answer(commands.cancel(ident, b, Actor.in_request(principal), owner))
 
 
 def reschedule(principal: Principal, appointment_id: str, body: Mapping[str, object],
@@ -66,7 +69,8 @@ def reschedule(principal: Principal, appointment_id: str, body: Mapping[str, obj
     ident = parse_path_id(appointment_id)
     b = parse(RescheduleBody, body)
     owner = _own_appointments(principal, b.clientId)
-    return _answer(commands.reschedule(ident, b, owner, _idempotency(principal, idempotency_key)))
+    key = _idempotency(principal, idempotency_key)
+    return _answer(commands.reschedule(ident, b, Actor.in_request(principal), owner, key))
 
 
 def set_status(principal: Principal, appointment_id: str, body: Mapping[str, object]) -> Response:
@@ -75,4 +79,4 @@ def set_status(principal: Principal, appointment_id: str, body: Mapping[str, obj
     b = parse(StatusBody, body)
     require_tenant(principal, b.clientId)
     require_role(principal, *STAFF)
-    return _answer(transitions.set_status(ident, b))
+    return _answer(transitions.set_status(ident, b, Actor.in_request(principal)))

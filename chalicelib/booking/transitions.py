@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from chalicelib.audit.actor import Actor
+from chalicelib.audit.writes import audit_params, audited
 from chalicelib.booking.locking import appointment_locks
 from chalicelib.booking.models import StatusBody
 from chalicelib.booking.outcome import Touched, WriteResult, error_body
@@ -43,21 +45,23 @@ WITH {appointment_locks("", new_slot=False)},
         FROM target WHERE a.tenant_id = target.tenant_id AND a.id = target.id
           AND target.status = CAST(:source AS text)
           AND (NOT CAST(:after_start AS boolean) OR target.starts_at <= now())
-        RETURNING a.*)
+        RETURNING a.*),
+     {audited("upd", before="target")}
 SELECT (SELECT count(*) FROM target), (SELECT status FROM target),
        (SELECT json_build_object('appointment', {appointment_json_sql()})::text FROM upd a {APPOINTMENT_JOINS}),
        (SELECT day FROM upd)
 """
 
 
-def set_status(appointment_id: int, body: StatusBody) -> WriteResult:
-    """Move an appointment to `body.status`. 200 with the appointment; 404 unknown;
+def set_status(appointment_id: int, body: StatusBody, actor: Actor) -> WriteResult:
+    """Move an appointment to `body.status`, audited as `actor`'s. 200 with the appointment; 404 unknown;
     409 `invalid_transition` for any change the table does not allow from its current
     status (or a no-show before the slot has started)."""
     rule: Optional[Transition] = TRANSITIONS.get(body.status)
     found, current, updated, day = db.write(
         _STATUS_SQL, t=body.clientId, id=appointment_id, status=body.status,
-        source=rule.source if rule is not None else None, after_start=rule is not None and rule.after_start)[0]
+        source=rule.source if rule is not None else None, after_start=rule is not None and rule.after_start,
+        **audit_params(actor, "status"))[0]
     if not found:
         raise ApiError(404, f"Appointment {appointment_id} does not exist for this clientId.")
     if updated is None:

@@ -114,7 +114,17 @@ def _open(settings: DatabaseSettings, database: str | None,
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {type(exc).__name__}") from exc
     except DatabaseError as exc:
         raise DatabaseUnavailable("PostgreSQL refused the connection") from exc
+    _send_at_once(conn)
     return conn
+
+
+def _send_at_once(conn: pg8000.native.Connection) -> None:
+    """TCP_NODELAY on a TCP connection: pg8000 writes a message over 8 KiB (a multi-row
+    INSERT) in several sends, and Nagle's algorithm would hold the last one until the
+    server's delayed ACK, some 40 ms later."""
+    sock = getattr(conn, "_usock", None)  # pg8000 keeps its socket there
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _is_gone(exc: BaseException) -> bool:

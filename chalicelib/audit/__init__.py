@@ -1,0 +1,1 @@
+"""The audit trail (docs/audit.md): who wrote or read what, recorded in PostgreSQL."""
