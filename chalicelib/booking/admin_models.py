@@ -50,8 +50,13 @@ def _born(value: dt.date) -> dt.date:
 
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL), AfterValidator(_trimmed)]
 RecordNumber = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[\x20-\x7e]+$"), AfterValidator(_trimmed)]
-LocalTime = Annotated[dt.time, BeforeValidator(_local_time), Field(json_schema_extra={"type": "string",
-                                                                                      "pattern": _HH_MM.pattern})]
+def _hh_mm_schema(schema: dict[str, Any]) -> None:
+    """A local time is documented as the "HH:MM" text it is sent as."""
+    schema.pop("format", None)
+    schema.update(type="string", pattern=_HH_MM.pattern)
+
+
+LocalTime = Annotated[dt.time, BeforeValidator(_local_time), Field(json_schema_extra=_hh_mm_schema)]
 BirthDate = Annotated[IsoDate, AfterValidator(_born)]
 Instant = Annotated[AwareDatetime, BeforeValidator(_instant)]
 Reason = Annotated[str, Field(max_length=500, pattern=NO_NUL)]
