@@ -100,3 +100,18 @@ def test_a_renamed_department_shows_on_both_processes_next_read(clients, app_env
     for client in (a, b):
         _, headers, body = client.get_json("/api/departments?clientId=1")
         assert {d["id"]: d["name"] for d in body["departments"]}[department] == name, headers.get("x-cache")
+
+
+def test_a_bad_row_rejects_a_served_bulk_import_with_its_index(clients, app_env):
+    """1,000 patients (about 80 KiB of JSON, over the other routes' 16 KiB) through `serve`:
+    one bad row is a 400 naming its index and nothing is written; the good batch imports."""
+    a, _ = clients
+    prefix = uuid.uuid4().hex[:8]
+    rows = [{"name": f"Served {i}", "birthDate": "1975-06-01", "recordNumber": f"{prefix}-{i:04d}"}
+            for i in range(1000)]
+    bad = [*rows[:612], {**rows[612], "name": " "}, *rows[613:]]
+    error = _write(a, "POST", "/api/admin/patients/bulk", {"clientId": 1, "patients": bad}, 400)["error"]
+    assert (error["details"][0]["index"], error["details"][0]["field"]) == (612, "name")
+    assert app_env.sql("SELECT count(*) FROM patient WHERE record_number LIKE :p", p=f"{prefix}-%") == [[0]]
+    assert _write(a, "POST", "/api/admin/patients/bulk", {"clientId": 1, "patients": rows}, 200) == {
+        "created": 1000, "updated": 0}
