@@ -130,4 +130,4 @@ def test_the_deployed_api_declares_no_options_method(app_env: Any) -> None:
 
     paths = CFNSwaggerGenerator().generate_swagger(app_module.app)["paths"]
     assert "/api/departments" in paths
-    assert {method for methods in paths.values() for method in methods} <= {"get", "post"}
+    assert {method for methods in paths.values() for method in methods} <= {"get", "post", "put", "patch", "delete"}
