@@ -1,6 +1,6 @@
 """Schedule changes seen by two separate API server processes sharing Redis, without a
-restart: each process holds the reads in L1 before an admin write on the other, and its
-very next read shows the change (the catalog and slot versions moved for every container)."""
+restart: each process holds the reads in its caches before an admin write on the other, and
+its very next read shows the change (the catalog and slot versions moved for every container)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -12,6 +12,8 @@ import pytest
 from tests.data_finders import new_patient, tenant_today
 from tests.helpers_schedules import every_day
 from tests.helpers_servers import KeepAlive, running_servers
+
+CACHED = ("L1", "L2")  # the read before the write is held by a cache tier (L1 unless evicted meanwhile)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def test_a_new_doctor_with_hours_is_bookable_on_both_processes(clients, app_env)
     day = tenant_today(app_env.sql) + dt.timedelta(days=3)
     doctors_path = "/api/doctors?clientId=1"
     for client in (a, b):
-        assert client.warm(doctors_path) == "L1"
+        assert client.warm(doctors_path) in CACHED
         client.warm("/api/departments?clientId=1")
 
     department = _write(a, "POST", "/api/admin/departments", {"clientId": 1, "name": f"Dept {uuid.uuid4().hex[:6]}"},
@@ -50,7 +52,7 @@ def test_a_new_doctor_with_hours_is_bookable_on_both_processes(clients, app_env)
     doctor = _write(a, "POST", "/api/admin/doctors", {"clientId": 1, "name": "Dr. Both", "departmentId": department},
                     201)["doctor"]["id"]
     for client in (a, b):
-        assert client.warm(f"/api/slots/available?clientId=1&date={day}&doctorId={doctor}") == "L1"
+        assert client.warm(f"/api/slots/available?clientId=1&date={day}&doctorId={doctor}") in CACHED
         assert _free_slot_ids(client, day, doctor) == []
     _write(a, "PUT", f"/api/admin/doctors/{doctor}/working-hours",
            {"clientId": 1, "hours": every_day("14:00", "16:00", 20)}, 200)
@@ -78,8 +80,8 @@ def test_an_absence_on_one_process_empties_the_day_on_the_other(clients, app_env
                     201)["doctor"]["id"]
     _write(a, "PUT", f"/api/admin/doctors/{doctor}/working-hours",
            {"clientId": 1, "hours": every_day("09:00", "10:00", 30)}, 200)
-    assert b.warm(f"/api/slots/available?clientId=1&date={day}&doctorId={doctor}") == "L1"
-    assert b.warm(f"/api/slots/available?clientId=1&date={day}") == "L1"
+    assert b.warm(f"/api/slots/available?clientId=1&date={day}&doctorId={doctor}") in CACHED
+    assert b.warm(f"/api/slots/available?clientId=1&date={day}") in CACHED
     slots = _free_slot_ids(b, day, doctor)
     assert len(slots) == 2
     starts = app_env.sql("SELECT min(starts_at), max(ends_at) FROM slot WHERE id = ANY(:ids)", ids=slots)[0]
@@ -94,7 +96,7 @@ def test_a_renamed_department_shows_on_both_processes_next_read(clients, app_env
     a, b = clients
     department = app_env.sql("SELECT id FROM department WHERE tenant_id = 1 AND active ORDER BY id LIMIT 1")[0][0]
     for client in (a, b):
-        assert client.warm("/api/departments?clientId=1") == "L1"
+        assert client.warm("/api/departments?clientId=1") in CACHED
     name = f"Renamed {uuid.uuid4().hex[:6]}"
     _write(b, "PATCH", f"/api/admin/departments/{department}", {"clientId": 1, "name": name}, 200)
     for client in (a, b):
