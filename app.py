@@ -17,13 +17,14 @@ from chalicelib.observability import configure, log_scheduled
 if TYPE_CHECKING:
     from chalicelib import openapi as api_document
     from chalicelib.audit import listing as audit_log
-    from chalicelib.booking import service
+    from chalicelib.booking import admin_service, service
     from chalicelib.jobs import refresh as refresh_job
     from chalicelib.jobs import slots as slots_job
 else:
     api_document = lazy_module("chalicelib.openapi", globals())
     audit_log = lazy_module("chalicelib.audit.listing", globals())
     service = lazy_module("chalicelib.booking.service", globals())
+    admin_service = lazy_module("chalicelib.booking.admin_service", globals())
     refresh_job = lazy_module("chalicelib.jobs.refresh", globals())
     slots_job = lazy_module("chalicelib.jobs.slots", globals())
 
@@ -35,14 +36,22 @@ fhir_routes.register(app)  # /fhir/R4 (docs/fhir.md)
 
 # "*/*": every Content-Type reaches the handler, so a wrong one gets the API's JSON 415, not Chalice's.
 JSON_TYPES = ["application/json", "*/*"]
+# A bulk import of 1,000 patients is about 80 KiB of JSON.
+BULK_BODY_BYTES = 256 * 1024
 
 
-def _json_body() -> dict[str, Any]:
+def _json_body(max_bytes: int = 16 * 1024) -> dict[str, Any]:
     request = app.current_request
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise ApiError(415, "Send the body as Content-Type: application/json.", code="unsupported_media_type")
-    return parse_json_body(request.raw_body)
+    return parse_json_body(request.raw_body, max_bytes)
+
+
+def _admin_write(action: Any, *path: str, max_bytes: int = 16 * 1024) -> Response:
+    """A schedule-management write: the caller, the path's ids, the body and its Idempotency-Key."""
+    headers = app.current_request.headers
+    return action(web.principal(headers), *path, _json_body(max_bytes), headers.get("idempotency-key"))
 
 
 @app.route("/api/health")
@@ -115,6 +124,68 @@ def reschedule(appointment_id: str) -> Response:
 def set_status(appointment_id: str) -> Response:
     caller = web.principal(app.current_request.headers)
     return service.set_status(caller, appointment_id, _json_body())
+
+
+@app.route("/api/admin/departments", methods=["POST"], content_types=JSON_TYPES)
+@web.endpoint
+def create_department() -> Response:
+    return _admin_write(admin_service.create_department)
+
+
+@app.route("/api/admin/departments/{department_id}", methods=["PATCH"], content_types=JSON_TYPES)
+@web.endpoint
+def change_department(department_id: str) -> Response:
+    return _admin_write(admin_service.change_department, department_id)
+
+
+@app.route("/api/admin/doctors", methods=["POST"], content_types=JSON_TYPES)
+@web.endpoint
+def create_doctor() -> Response:
+    return _admin_write(admin_service.create_doctor)
+
+
+@app.route("/api/admin/doctors/{doctor_id}", methods=["PATCH"], content_types=JSON_TYPES)
+@web.endpoint
+def change_doctor(doctor_id: str) -> Response:
+    return _admin_write(admin_service.change_doctor, doctor_id)
+
+
+@app.route("/api/admin/doctors/{doctor_id}/working-hours", methods=["PUT"], content_types=JSON_TYPES)
+@web.endpoint
+def working_hours(doctor_id: str) -> Response:
+    return _admin_write(admin_service.replace_working_hours, doctor_id)
+
+
+@app.route("/api/admin/doctors/{doctor_id}/absences", methods=["POST"], content_types=JSON_TYPES)
+@web.endpoint
+def add_absence(doctor_id: str) -> Response:
+    return _admin_write(admin_service.add_absence, doctor_id)
+
+
+@app.route("/api/admin/doctors/{doctor_id}/absences/{absence_id}", methods=["DELETE"])
+@web.endpoint
+def remove_absence(doctor_id: str, absence_id: str) -> Response:
+    request = app.current_request
+    return admin_service.remove_absence(web.principal(request.headers), doctor_id, absence_id,
+                                        dict(request.query_params or {}), request.headers.get("idempotency-key"))
+
+
+@app.route("/api/admin/patients", methods=["POST"], content_types=JSON_TYPES)
+@web.endpoint
+def create_patient() -> Response:
+    return _admin_write(admin_service.create_patient)
+
+
+@app.route("/api/admin/patients/by-record/{record_number}", methods=["PUT"], content_types=JSON_TYPES)
+@web.endpoint
+def upsert_patient(record_number: str) -> Response:
+    return _admin_write(admin_service.upsert_patient, record_number)
+
+
+@app.route("/api/admin/patients/bulk", methods=["POST"], content_types=JSON_TYPES)
+@web.endpoint
+def import_patients() -> Response:
+    return _admin_write(admin_service.import_patients, max_bytes=BULK_BODY_BYTES)
 
 
 @app.route(resources.DASHBOARD.path)

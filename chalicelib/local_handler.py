@@ -10,7 +10,7 @@ answer of its own in the API's error shape and an access log without query strin
 - HEAD: the status and headers of the answer, no body (no route answers HEAD: a known path
   answers 405 with Allow, an unknown one 404). Any other method without a handler in
   http.server (TRACE, PROPFIND, ...) goes to the app too: 405 with Allow, or 404.
-- Hardening: a body over 64 KiB (declared by Content-Length) answers 413 unread; a request
+- Hardening: a body over 256 KiB (declared by Content-Length) answers 413 unread; a request
   line, headers and body not all in within the client timeout (30 s) answer 408; any
   Transfer-Encoding answers 501 (400 beside a Content-Length); a request line without an
   HTTP version answers 400, never a bare HTTP/0.9 body. Each of these closes the connection.
@@ -33,9 +33,10 @@ from chalice.local import ChaliceRequestHandler, LocalGateway, LocalGatewayExcep
 from chalicelib.http_errors import error_bytes
 from chalicelib.request_deadline import DEFAULT_CLIENT_TIMEOUT_S, ClientTimeout, DeadlineReader, buffered_reader
 
-# The largest body read (the routes take JSON of at most 16 KiB): a larger Content-Length
-# answers 413 before any of the body is read, whoever sends it.
-MAX_BODY_BYTES = 64 * 1024
+# The largest body read (the routes take JSON of at most 16 KiB, a bulk patient import up
+# to 256 KiB): a larger Content-Length answers 413 before any of the body is read, whoever
+# sends it.
+MAX_BODY_BYTES = 256 * 1024
 
 _MAX_LOGGED_METHOD = 16
 _MAX_LOGGED_PATH = 256
@@ -44,7 +45,7 @@ _NO_BODY_STATUSES = frozenset({204, 205, 304})
 # After an error that ends the connection, unread input (the rest of an over-long line,
 # headers, a refused body) is read and dropped, up to this much for at most this long, so
 # that closing does not reset the connection before the client has read the answer.
-_LINGER_BYTES = MAX_BODY_BYTES
+_LINGER_BYTES = 64 * 1024
 _LINGER_SECONDS = 1.0
 
 

@@ -8,6 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from chalicelib.booking.admin_models import (AbsenceBody, BulkPatient, BulkPatientsBody, DepartmentBody,
+                                             DepartmentChange, DoctorBody, DoctorChange, PatientBody, PatientFields,
+                                             WorkingHoursBody)
 from chalicelib.booking.models import (AppointmentListQuery, AuditQuery, BookingBody, CancelBody, DoctorsQuery,
                                        PatientsQuery, RescheduleBody, SlotsQuery, StatusBody, TenantQuery)
 
@@ -74,6 +77,21 @@ SCHEMAS: dict[str, Any] = {
         "byDepartment": {"type": "array", "items": _object({
             "departmentId": _ID, "name": {"type": "string"}, "today": {"type": "integer", "minimum": 0},
             "utilization": {"type": "number", "minimum": 0}})}}),
+    "DepartmentAnswer": _object({"department": _object({"id": _ID, "name": {"type": "string"},
+                                                        "active": {"type": "boolean"}})}),
+    "DoctorAnswer": _object({"doctor": _object({"id": _ID, "name": {"type": "string"}, "departmentId": _ID,
+                                                "specialty": {"type": "string"}, "active": {"type": "boolean"}})}),
+    "WorkingHoursAnswer": _object({
+        "doctorId": _ID, "hours": {"type": "array", "items": _ref("WorkingPeriod")},
+        "slotsAdded": {"type": "integer", "minimum": 0}, "slotsRemoved": {"type": "integer", "minimum": 0},
+        "cancelled": {"type": "array", "items": _ref("Appointment")}}),
+    "Absence": _object({"id": _ID, "from": _TIME, "to": _TIME, "reason": {"type": ["string", "null"]}}),
+    "AbsenceAnswer": _object({"absence": _ref("Absence"), "slotsRemoved": {"type": "integer", "minimum": 0},
+                              "cancelled": {"type": "array", "items": _ref("Appointment")}}),
+    "AbsenceRemoved": _object({"absence": _ref("Absence"), "slotsAdded": {"type": "integer", "minimum": 0}}),
+    "PatientAnswer": _object({"patient": _object({"id": _ID, "name": {"type": "string"}, "birthDate": _DATE,
+                                                  "recordNumber": {"type": "string"}})}),
+    "BulkAnswer": _object({"created": {"type": "integer", "minimum": 0}, "updated": {"type": "integer", "minimum": 0}}),
     "CacheFigures": {"type": "object", "required": ["l1", "l2", "db", "staleServed"],
                      "properties": {"l1": _TIER, "l2": _TIER, "db": _TIER, "staleServed": {"type": "integer"}}},
     "CacheStats": {"type": "object", "required": ["fleet", "fleetSource", "container"], "properties": {
@@ -93,7 +111,7 @@ _ERRORS = {
     404: "not_found: no such tenant, slot, patient or appointment",
     405: "method_not_allowed",
     409: "a conflict named by the code",
-    413: "payload_too_large: the body is over 16 KiB",
+    413: "payload_too_large: the body is over 16 KiB (256 KiB for a bulk import)",
     415: "unsupported_media_type: send Content-Type: application/json",
     422: "idempotency_key_reused: this Idempotency-Key came with another body",
     503: "unavailable: the database is down or busy; for a write, the message says whether it may have been saved;"
@@ -142,8 +160,9 @@ def _cached_get(summary: str, model: type[BaseModel], roles: str, answer: str) -
 
 
 def _post(summary: str, body: type[BaseModel], roles: str, success: dict[str, Any], conflicts: str,
-          extra_errors: tuple[int, ...] = (), parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"post": {"summary": summary, "description": f"Roles: {roles}.", "security": [{"bearer": []}],
+          extra_errors: tuple[int, ...] = (), parameters: list[dict[str, Any]] | None = None,
+          method: str = "post") -> dict[str, Any]:
+    return {method: {"summary": summary, "description": f"Roles: {roles}.", "security": [{"bearer": []}],
                      "parameters": parameters or [],
                      "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(body.__name__)}}},
                      "responses": _responses(success, _WRITE_ERRORS + extra_errors, conflicts)}}
@@ -154,14 +173,74 @@ _IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False
                     "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[\\x20-\\x7e]+$"}}
 _PATH_ID = {"name": "id", "in": "path", "required": True,
             "schema": {"type": "integer", "minimum": 1, "maximum": 9_223_372_036_854_775_807}}
+_ABSENCE_ID = {**_PATH_ID, "name": "absenceId"}
+_RECORD_NUMBER = {"name": "recordNumber", "in": "path", "required": True,
+                  "schema": {"type": "string", "minLength": 1, "maxLength": 40}}
+_CLIENT_ID = {"name": "clientId", "in": "query", "required": True, "schema": {"type": "integer", "minimum": 1}}
+_ADMIN = "admin"
+_SCHEDULE_CONFLICT = ("schedule_conflict: booked appointments would fall outside the schedule (details: appointmentId,"
+                      " startsAt, patientId); send cancelAppointments: true to cancel them")
+_REQUEST_MODELS = (BookingBody, CancelBody, RescheduleBody, StatusBody, DepartmentBody, DepartmentChange, DoctorBody,
+                   DoctorChange, WorkingHoursBody, AbsenceBody, PatientBody, PatientFields, BulkPatient,
+                   BulkPatientsBody)
+
+
+def _request_schemas() -> dict[str, Any]:
+    """Every request body's schema, nested models (a working period) as components of their own."""
+    schemas: dict[str, Any] = {}
+    for model in _REQUEST_MODELS:
+        schema = model.model_json_schema(ref_template=_REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    schemas["BulkPatientsBody"]["properties"]["patients"]["items"] = _ref("BulkPatient")
+    return schemas
+
+
+def _admin_paths() -> dict[str, Any]:
+    """The schedule-management routes (role admin of the tenant)."""
+    key = [_IDEMPOTENCY_KEY]
+    return {
+        "/api/admin/departments": _post("Create a department", DepartmentBody, _ADMIN,
+                                        {"201": _json("DepartmentAnswer", "Created")}, _ERRORS[409], (422,), key),
+        "/api/admin/departments/{id}": _post(
+            "Rename, deactivate or reactivate a department", DepartmentChange, _ADMIN,
+            {"200": _json("DepartmentAnswer", "Changed")},
+            "department_in_use: it still has active doctors", (422,), [_PATH_ID, *key], "patch"),
+        "/api/admin/doctors": _post("Create a doctor", DoctorBody, _ADMIN,
+                                    {"201": _json("DoctorAnswer", "Created (no working hours yet)")},
+                                    _ERRORS[409], (422,), key),
+        "/api/admin/doctors/{id}": _post(
+            "Change a doctor (a new department or active flag regenerates the free slots)", DoctorChange, _ADMIN,
+            {"200": _json("DoctorAnswer", "Changed")}, _ERRORS[409], (422,), [_PATH_ID, *key], "patch"),
+        "/api/admin/doctors/{id}/working-hours": _post(
+            "Replace a doctor's weekly working hours", WorkingHoursBody, _ADMIN,
+            {"200": _json("WorkingHoursAnswer", "Replaced; future free slots regenerated")}, _SCHEDULE_CONFLICT,
+            (422,), [_PATH_ID, *key], "put"),
+        "/api/admin/doctors/{id}/absences": _post(
+            "Add an absence", AbsenceBody, _ADMIN,
+            {"201": _json("AbsenceAnswer", "Added; its free slots removed")}, _SCHEDULE_CONFLICT, (422,),
+            [_PATH_ID, *key]),
+        "/api/admin/doctors/{id}/absences/{absenceId}": {"delete": {
+            "summary": "Remove an absence (its period's slots come back)", "description": "Roles: admin.",
+            "security": [{"bearer": []}], "parameters": [_PATH_ID, _ABSENCE_ID, _CLIENT_ID, *key],
+            "responses": _responses({"200": _json("AbsenceRemoved", "Removed")}, (*_READ_ERRORS, 422))}},
+        "/api/admin/patients": _post("Create a patient", PatientBody, _ADMIN, {"201": _json("PatientAnswer", "Created")},
+                                     "duplicate_record_number", (422,), key),
+        "/api/admin/patients/by-record/{recordNumber}": _post(
+            "Create or update a patient by record number", PatientFields, _ADMIN,
+            {"200": _json("PatientAnswer", "Updated"), "201": _json("PatientAnswer", "Created")}, _ERRORS[409],
+            (422,), [_RECORD_NUMBER, *key], "put"),
+        "/api/admin/patients/bulk": _post(
+            "Import up to 1,000 patients (upsert by record number, all or nothing)", BulkPatientsBody, _ADMIN,
+            {"200": _json("BulkAnswer", "Imported; any bad row is a 400 whose details name its index")},
+            _ERRORS[409], (422,), key),
+    }
 
 
 @lru_cache(maxsize=1)
 def document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document for this API."""
-    schemas = dict(SCHEMAS)
-    for model in (BookingBody, CancelBody, RescheduleBody, StatusBody):
-        schemas[model.__name__] = model.model_json_schema(ref_template=_REF)
+    schemas = {**SCHEMAS, **_request_schemas()}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Hospital booking API", "version": "1.1.0"},
@@ -195,6 +274,7 @@ def document() -> dict[str, Any]:
                 {"200": _json("AppointmentAnswer", "The new status")},
                 "invalid_transition (booked -> checked_in -> completed; booked -> no_show once the slot started)",
                 (), [_PATH_ID]),
+            **_admin_paths(),
             "/api/dashboard/stats": _cached_get("Dashboard", TenantQuery, "staff, admin", "Dashboard"),
             "/api/audit": {"get": {"summary": "Audit trail", "security": [{"bearer": []}],
                                    "description": "Roles: admin. Newest first; never cached (docs/audit.md).",

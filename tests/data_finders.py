@@ -150,8 +150,8 @@ def new_patients(sql: RunsSql, tenant: int = 1, count: int = 1) -> list[int]:
     """Ids of `count` patients created now in SQL, without any appointment: free at every
     time and far from the future-bookings cap, whatever the seed gave other patients."""
     rows = sql("""INSERT INTO patient (tenant_id, id, record_number, name, birth_date)
-                  SELECT :t, m.top + n, 'TEST-' || (m.top + n), 'Test Patient ' || (m.top + n), date '1980-01-01'
-                  FROM (SELECT coalesce(max(id), 0) AS top FROM patient) m, generate_series(1, :n) AS n
+                  SELECT :t, i, 'TEST-' || i, 'Test Patient ' || i, date '1980-01-01'
+                  FROM (SELECT nextval('patient_id_seq') AS i FROM generate_series(1, :n)) m
                   RETURNING id""", t=tenant, n=count)
     return sorted(r[0] for r in rows)
 
@@ -165,8 +165,8 @@ def started_appointment(sql: RunsSql, tenant: int = 1) -> int:
     """The id of a booked appointment created now in SQL whose slot started 30 minutes ago
     (for what may happen only once a slot has started, e.g. a no-show). It has a doctor and
     a patient of its own, so it overlaps nobody's appointment."""
-    doctor = sql("""INSERT INTO doctor (tenant_id, id, department_id, name, specialty)
-                    SELECT :t, (SELECT max(id) + 1 FROM doctor), min(id), 'Dr. Test', 'Tester'
+    doctor = sql("""INSERT INTO doctor (tenant_id, department_id, name, specialty)
+                    SELECT :t, min(id), 'Dr. Test', 'Tester'
                     FROM department WHERE tenant_id = :t RETURNING id""", t=tenant)[0][0]
     patient = new_patient(sql, tenant)
     return sql("""WITH s AS (
@@ -187,10 +187,9 @@ def new_doctor_slots(sql: RunsSql, tenant: int = 1, doctors: int = 2, instants: 
     times (30 minutes long, an hour apart, from 10 days ahead): row i lists the slot ids of
     instant i, one per doctor in creation order. No appointment or other test touches them."""
     created = sql("""INSERT INTO doctor (tenant_id, id, department_id, name, specialty)
-                     SELECT :t, m.top + n, d.dep, 'Dr. Test ' || (m.top + n), 'Tester'
-                     FROM (SELECT max(id) AS top FROM doctor) m,
-                          (SELECT min(id) AS dep FROM department WHERE tenant_id = :t) d,
-                          generate_series(1, :n) AS n
+                     SELECT :t, m.i, d.dep, 'Dr. Test ' || m.i, 'Tester'
+                     FROM (SELECT nextval('doctor_id_seq') AS i FROM generate_series(1, :n)) m,
+                          (SELECT min(id) AS dep FROM department WHERE tenant_id = :t) d
                      RETURNING id""", t=tenant, n=doctors)
     doctor_ids = sorted(r[0] for r in created)
     rows = sql("""INSERT INTO slot (tenant_id, doctor_id, department_id, day, starts_at, ends_at)

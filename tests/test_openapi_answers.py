@@ -40,3 +40,50 @@ def test_slots_and_booking_answers_match_the_document(client, app_env):
     for _ in range(2):  # 201, then 409 (taken, or the patient is busy then)
         booked = client.http.post("/api/appointments", headers=headers, body=body)
         jsonschema.validate(booked.json_body, _schema_for("/api/appointments", "post", booked.status_code))
+
+
+def test_schedule_management_answers_match_the_document(client, app_env):
+    """Each admin route's real answers (success, 400, 409 schedule_conflict, 404) validate
+    against the document's schema for their status."""
+    import datetime as dt
+    import uuid
+
+    from tests.data_finders import new_patient, tenant_today
+    from tests.helpers_schedules import every_day, free_slots_of
+
+    headers = {**app_env.headers(1, "admin"), "Content-Type": "application/json"}
+
+    def send(method: str, path: str, document_path: str, body: dict | None = None) -> dict:
+        answer = client.http.request(method, path, headers=headers, body=json.dumps(body) if body else b"")
+        jsonschema.validate(answer.json_body, _schema_for(document_path, method.lower(), answer.status_code))
+        return answer.json_body
+
+    department = send("POST", "/api/admin/departments", "/api/admin/departments",
+                      {"clientId": 1, "name": "Doc check"})["department"]["id"]
+    send("PATCH", f"/api/admin/departments/{department}", "/api/admin/departments/{id}", {"clientId": 1, "name": "D"})
+    doctor = send("POST", "/api/admin/doctors", "/api/admin/doctors",
+                  {"clientId": 1, "name": "Dr. Doc", "departmentId": department})["doctor"]["id"]
+    send("PATCH", f"/api/admin/doctors/{doctor}", "/api/admin/doctors/{id}", {"clientId": 1, "specialty": "GP"})
+    hours_path = f"/api/admin/doctors/{doctor}/working-hours"
+    send("PUT", hours_path, "/api/admin/doctors/{id}/working-hours",
+         {"clientId": 1, "hours": every_day("09:00", "10:00", 30)})
+    send("PUT", hours_path, "/api/admin/doctors/{id}/working-hours", {"clientId": 1, "hours": [{"weekday": 9}]})
+    slot = free_slots_of(app_env.sql, doctor, tenant_today(app_env.sql) + dt.timedelta(days=2))[0]
+    booked = client.http.post("/api/appointments", headers=headers, body=json.dumps(
+        {"clientId": 1, "slotId": slot, "patientId": new_patient(app_env.sql)})).json_body["appointment"]
+    absence = {"clientId": 1, "from": booked["startsAt"], "to": booked["endsAt"]}
+    absences = f"/api/admin/doctors/{doctor}/absences"
+    conflict = send("POST", absences, "/api/admin/doctors/{id}/absences", absence)
+    assert conflict["error"]["code"] == "schedule_conflict"
+    added = send("POST", absences, "/api/admin/doctors/{id}/absences", {**absence, "cancelAppointments": True})
+    removed_path = "/api/admin/doctors/{id}/absences/{absenceId}"
+    send("DELETE", f"{absences}/{added['absence']['id']}?clientId=1", removed_path)
+    send("DELETE", f"{absences}/{added['absence']['id']}?clientId=1", removed_path)  # 404
+    record = uuid.uuid4().hex[:10]
+    patient = {"clientId": 1, "name": "Doc Check", "birthDate": "1990-05-05", "recordNumber": record}
+    for _ in range(2):  # 201, then 409 duplicate_record_number
+        send("POST", "/api/admin/patients", "/api/admin/patients", patient)
+    send("PUT", f"/api/admin/patients/by-record/{record}", "/api/admin/patients/by-record/{recordNumber}",
+         {"clientId": 1, "name": "Doc Checked", "birthDate": "1990-05-05"})
+    rows = [{"name": "B", "birthDate": "1990-05-05", "recordNumber": f"{record}-{i}"} for i in range(3)]
+    send("POST", "/api/admin/patients/bulk", "/api/admin/patients/bulk", {"clientId": 1, "patients": rows})

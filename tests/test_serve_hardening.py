@@ -1,7 +1,7 @@
 """`serve` against the findings of the security audit, over raw sockets to a real process
 started with a short client timeout (`serve --client-timeout 2`):
 
-- a declared body over 64 KiB answers 413 before any of it is read, and the connection
+- a declared body over 256 KiB answers 413 before any of it is read, and the connection
   closes (ten 10 MB bodies: no memory kept, the rest of each body refused by the socket);
 - a request not whole within the client timeout answers 408 and the connection closes,
   even while the client keeps trickling bytes; each request of a keep-alive connection
@@ -76,7 +76,7 @@ def send_until_refused(sock: socket.socket, total: int) -> int:
     raise AssertionError(f"the server accepted all {total} bytes of a refused body")
 
 
-# -- 1. bodies over 64 KiB --------------------------------------------------------------------
+# -- 1. bodies over 256 KiB -------------------------------------------------------------------
 
 def test_ten_10mb_bodies_are_refused_unread(server: ApiServer) -> None:
     """Unauthenticated 10 MB bodies: 413 as soon as the headers are in, the connection
@@ -101,8 +101,8 @@ def test_ten_10mb_bodies_are_refused_unread(server: ApiServer) -> None:
 
 @pytest.mark.parametrize(("length", "status", "code"), [(MAX_BODY_BYTES, 401, "unauthorized"),
                                                         (MAX_BODY_BYTES + 1, 413, "payload_too_large")])
-def test_body_limit_is_64_kib(server: ApiServer, length: int, status: int, code: str) -> None:
-    """A body of exactly 64 KiB is read and reaches the route (which wants a token first);
+def test_body_limit_is_256_kib(server: ApiServer, length: int, status: int, code: str) -> None:
+    """A body of exactly 256 KiB is read and reaches the route (which wants a token first);
     one byte more is refused by the server."""
     head = request_bytes("POST", "/api/appointments", {"Content-Type": "application/json",
                                                       "Content-Length": str(length)})

@@ -23,7 +23,7 @@ from pg8000.exceptions import DatabaseError
 from chalicelib.audit.actor import Actor
 from chalicelib.audit.writes import audit_params, audited
 from chalicelib.booking.idempotency import IdempotencyKey, request_hash, run_once
-from chalicelib.booking.locking import BOOKING_LOCKS, appointment_locks
+from chalicelib.booking.locking import BOOKABLE_SLOT, BOOKING_LOCKS, appointment_locks
 from chalicelib.booking.models import BookingBody, CancelBody, RescheduleBody
 from chalicelib.booking.outcome import Touched, WriteResult, conflict, error_body
 from chalicelib.booking.queries import APPOINTMENT_JOINS, appointment_json_sql
@@ -87,7 +87,7 @@ SELECT (SELECT count(*) FROM target), (SELECT status FROM target), (SELECT start
 
 _RESCHEDULE_SQL = f"""
 WITH {appointment_locks("{owner}", new_slot=True)},
-     s AS (SELECT * FROM slot WHERE tenant_id = :t AND id = :slot),
+     s AS (SELECT * FROM slot WHERE tenant_id = :t AND id = :slot AND {BOOKABLE_SLOT}),
      upd AS (
         UPDATE appointment a
         SET slot_id = s.id, doctor_id = s.doctor_id, department_id = s.department_id, day = s.day,
@@ -140,7 +140,7 @@ def _in_savepoint(conn: db.Transaction, attempt: Callable[[], WriteResult]) -> W
 def _book_result(body: BookingBody, rows: list[list[object]]) -> WriteResult:
     slot_found, patient_found, in_future, doctor_id, day, at_cap, created = rows[0]
     if not slot_found:
-        raise ApiError(404, f"Slot {body.slotId} does not exist for this clientId.")
+        raise ApiError(404, f"Slot {body.slotId} does not exist for this clientId or is no longer offered.")
     if not patient_found:
         raise ApiError(404, f"Patient {body.patientId} does not exist for this clientId.")
     if not in_future:
@@ -214,7 +214,7 @@ def _reschedule_result(appointment_id: int, body: RescheduleBody, rows: list[lis
     if not found:
         raise ApiError(404, f"Appointment {appointment_id} does not exist for this clientId.")
     if not slot_found:
-        raise ApiError(404, f"Slot {body.slotId} does not exist for this clientId.")
+        raise ApiError(404, f"Slot {body.slotId} does not exist for this clientId or is no longer offered.")
     if updated is None and not (status == "booked" and in_future):
         why = f"it is {str(status).replace('_', ' ')}" if status != "booked" else "it has already started"
         return WriteResult(409, error_body("not_reschedulable", f"This appointment cannot be rescheduled: {why}."),

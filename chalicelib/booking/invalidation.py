@@ -17,7 +17,7 @@ def after_write(cache: TieredCache, touched: Touched) -> None:
     """Invalidate the cached reads a committed write changed (one MSET of version keys;
     with a read replica, the new versions carry the write's commit LSN as their ticket:
     see read_source.py)."""
-    scopes = scopes_touched(touched.slot_days, touched.list_days)
+    scopes = scopes_touched(touched.slot_days, touched.list_days, touched.whole)
     if cache.invalidate(touched.tenant, scopes, _write_ticket()):
         return
     keys = [cache.keys.version(touched.tenant, s) for s in scopes]

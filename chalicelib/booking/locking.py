@@ -18,9 +18,14 @@ order (the sort runs below the row locks, so slots lock in id order).
 """
 from __future__ import annotations
 
+# A slot that may be booked: offered by the schedule (not withdrawn) and of an active doctor
+# (a deactivated doctor takes no new bookings: their slot answers 404 like an unknown one).
+BOOKABLE_SLOT = """slot.withdrawn_at IS NULL
+    AND EXISTS (SELECT 1 FROM doctor d WHERE d.tenant_id = slot.tenant_id AND d.id = slot.doctor_id AND d.active)"""
+
 # `s`: the slot (:slot), locked; `pt`: the patient (:patient), locked once the slot is.
-BOOKING_LOCKS = """
-s AS MATERIALIZED (SELECT * FROM slot WHERE tenant_id = :t AND id = :slot FOR NO KEY UPDATE),
+BOOKING_LOCKS = f"""
+s AS MATERIALIZED (SELECT * FROM slot WHERE tenant_id = :t AND id = :slot AND {BOOKABLE_SLOT} FOR NO KEY UPDATE),
 pt AS MATERIALIZED (SELECT id FROM patient WHERE tenant_id = :t AND id = :patient
                     AND (SELECT count(*) FROM s) >= 0 FOR NO KEY UPDATE)"""
 

@@ -15,11 +15,13 @@ from chalicelib.db.connection import sqlstate
 @dataclass(frozen=True)
 class Touched:
     """What a committed write changed, for invalidation: the tenant, the (doctor, local day)
-    pairs whose free slots changed and the local days whose appointment lists changed."""
+    pairs whose free slots changed, the local days whose appointment lists changed and any
+    whole scopes (the catalog, patients) it changed."""
 
     tenant: int
     slot_days: tuple[tuple[int, dt.date], ...]
     list_days: tuple[dt.date, ...]
+    whole: tuple[str, ...] = ()
 
     @classmethod
     def slots(cls, tenant: int, *pairs: tuple[int, dt.date]) -> "Touched":

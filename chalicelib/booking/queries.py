@@ -34,14 +34,14 @@ def appointment_json_sql() -> str:
 
 
 def departments(client_id: int) -> Optional[str]:
-    """GET /api/departments: departments with their active doctor counts, by name."""
+    """GET /api/departments: active departments with their active doctor counts, by name."""
     return source.scalar(
         """SELECT json_build_object('clientId', t.id, 'departments', coalesce((
                SELECT json_agg(json_build_object('id', dep.id, 'name', dep.name,
                         'doctorCount', (SELECT count(*) FROM doctor d WHERE d.tenant_id = dep.tenant_id
                                         AND d.department_id = dep.id AND d.active))
                       ORDER BY dep.name, dep.id)
-               FROM department dep WHERE dep.tenant_id = t.id), '[]'::json))::text
+               FROM department dep WHERE dep.tenant_id = t.id AND dep.active), '[]'::json))::text
            FROM tenant t WHERE t.id = :t""",
         t=client_id,
     )
@@ -96,7 +96,7 @@ def free_slots(query: SlotsQuery) -> Optional[str]:
                          'departmentId', s.department_id, 'startsAt', s.starts_at, 'endsAt', s.ends_at)
                        ORDER BY s.starts_at, s.id)
                 FROM slot s
-                WHERE s.tenant_id = t.id AND s.day = :day{filters} AND s.starts_at > now()
+                WHERE s.tenant_id = t.id AND s.day = :day{filters} AND s.starts_at > now() AND s.withdrawn_at IS NULL
                   AND NOT EXISTS (SELECT 1 FROM appointment a WHERE a.tenant_id = s.tenant_id
                                   AND a.slot_id = s.id AND a.status <> 'cancelled')), '[]'::json))::text
             FROM tenant t WHERE t.id = :t""",

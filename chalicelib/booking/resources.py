@@ -178,26 +178,29 @@ DEPARTMENTS = CachedResource(
     name="departments", path="/api/departments", freshness=Freshness(3600.0, 86400.0),
     query="TenantQuery", load=lambda q: queries.departments(q.clientId),
     params=lambda q: "all", scopes=lambda q: (scopes.CATALOG,),
-    invalidated_by="seeding (data changes outside the API)", hot=_the_tenant)
+    invalidated_by="every admin change of departments, doctors, working hours or absences (catalog version)",
+    hot=_the_tenant)
 
 DOCTORS = CachedResource(
     name="doctors", path="/api/doctors", freshness=Freshness(3600.0, 86400.0),
     query="DoctorsQuery", load=lambda q: queries.doctors(q),
     params=lambda q: f"dep={q.departmentId or ''}", scopes=lambda q: (scopes.CATALOG,),
-    invalidated_by="seeding", hot=_all_doctors)
+    invalidated_by="every admin change of departments, doctors, working hours or absences (catalog version)",
+    hot=_all_doctors)
 
 SLOTS = CachedResource(
     name="slots", path="/api/slots/available", freshness=Freshness(15.0, 300.0, critical=True),
     query="SlotsQuery", load=lambda q: queries.free_slots(q),
     params=lambda q: f"{q.date}:dep={q.departmentId or ''}:doc={q.doctorId or ''}",
     scopes=lambda q: (scopes.slots_scope(q.date, q.doctorId),),
-    invalidated_by="every booking, cancel and reschedule of that day", hot=_today_and_tomorrow)
+    invalidated_by="every booking, cancel and reschedule of that day; every slot regeneration (working hours,"
+                   " absences, a doctor's department or active flag) of that day", hot=_today_and_tomorrow)
 
 PATIENTS = CachedResource(
     name="patients", path="/api/patients", freshness=Freshness(30.0, 300.0),
     query="PatientsQuery", load=lambda q: queries.patients(q), roles=STAFF,
     params=_search_params, scopes=lambda q: (scopes.PATIENTS,), audited=_patient_search_event,
-    invalidated_by="seeding")
+    invalidated_by="every admin write of patients (create, upsert by record number, bulk import)")
 
 RESOURCES: tuple[CachedResource, ...] = (DASHBOARD, APPOINTMENTS, DEPARTMENTS, DOCTORS, SLOTS, PATIENTS)
 

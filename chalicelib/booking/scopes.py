@@ -21,11 +21,13 @@ def appointments_day_scope(day: dt.date) -> str:
     return f"appts:{day.isoformat()}"
 
 
-def scopes_touched(slot_days: Iterable[tuple[int, dt.date]], list_days: Iterable[dt.date]) -> tuple[str, ...]:
-    """Everything a write can change: the free slots of each (doctor, day) and of its whole
-    day; the appointment lists of each listed day and every list of the tenant (date ranges,
-    no date). Each scope once, in a stable order."""
-    scopes: list[str] = []
+def scopes_touched(slot_days: Iterable[tuple[int, dt.date]], list_days: Iterable[dt.date],
+                   whole: Iterable[str] = ()) -> tuple[str, ...]:
+    """Everything a write can change: the `whole` scopes it names (catalog, patients); the
+    free slots of each (doctor, day) and of its whole day; the appointment lists of each
+    listed day and every list of the tenant (date ranges, no date). Each scope once, in a
+    stable order."""
+    scopes: list[str] = list(whole)
     for doctor_id, day in slot_days:
         scopes += (slots_scope(day), slots_scope(day, doctor_id))
     days = [appointments_day_scope(day) for day in list_days]

@@ -85,7 +85,7 @@ _CANCEL_REASONS = ("Patient request", "Doctor unavailable", "Rescheduled", "Feel
 
 # Truncated (with their sequences) before loading.
 DATA_TABLES = (
-    "tenant", "department", "doctor", "working_hours", "slot", "patient", "appointment",
+    "tenant", "department", "doctor", "working_hours", "absence", "slot", "patient", "appointment",
     "idempotency_key", "cache_invalidation_outbox",
 )
 _COUNTED = ("tenant", "department", "doctor", "working_hours", "slot", "patient", "appointment")
@@ -354,7 +354,8 @@ def _generate(conn: pg8000.native.Connection, plan: _Plan, seed: int, report: Ca
     step("appointment", _APPOINTMENT_SQL, seed=seed, past_fill=plan.past_fill, now_fill=plan.now_fill,
          future_fill=plan.future_fill, rebook_rate=plan.rebook_rate, reasons=list(_REASONS),
          cancel_reasons=list(_CANCEL_REASONS))
-    for seq, table in (("slot_id_seq", "slot"), ("appointment_id_seq", "appointment")):
+    for table in ("department", "doctor", "patient", "slot", "appointment"):
+        seq = f"{table}_id_seq"
         conn.run(f"SELECT setval('{seq}', (SELECT coalesce(max(id), 0) + 1 FROM {table}), false)")
     conn.run("DROP FUNCTION pg_temp.seed_u(integer, text), pg_temp.seed_status(text, double precision)")
     conn.run("DROP TABLE seed_tenant")
