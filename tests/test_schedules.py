@@ -273,3 +273,26 @@ def test_bulk_import_is_all_or_nothing(client, app_env):
     assert again.json_body == {"created": 0, "updated": 10}
     _error(_send(client, app_env, "POST", "/api/admin/patients/bulk",
                  {"clientId": 1, "patients": _bulk(1001, prefix)}), 400)
+
+
+def test_admin_writes_are_audited_with_ids_only(client, app_env):
+    """Every schedule-management write leaves one audit event with its actor, in the same
+    transaction; a refused one leaves none."""
+    import json as _json
+
+    headers = {"Authorization": f"Bearer {app_env.token(role='admin')}", "Content-Type": "application/json"}
+    before = app_env.sql("SELECT count(*) FROM audit_event WHERE tenant_id = 1")[0][0]
+    created = client.http.post("/api/admin/departments", headers=headers,
+                               body=_json.dumps({"clientId": 1, "name": "Audited Dept"}))
+    assert created.status_code == 201, created.body
+    refused = client.http.post("/api/admin/departments", headers=headers, body=_json.dumps({"clientId": 1, "name": " "}))
+    assert refused.status_code == 400
+    events = app_env.sql("""SELECT action, actor_role, details FROM audit_event WHERE tenant_id = 1
+                            ORDER BY id DESC LIMIT 2""")
+    assert app_env.sql("SELECT count(*) FROM audit_event WHERE tenant_id = 1")[0][0] == before + 1
+    action, role, details = events[0]
+    assert (action, role) == ("department.create", "admin")
+    assert details["departmentId"] == created.json_body["department"]["id"]
+    assert "Audited Dept" not in _json.dumps(details)
+    listed = client.http.get("/api/audit?clientId=1&action=department.create", headers=headers)
+    assert listed.status_code == 200 and listed.json_body["events"][0]["action"] == "department.create"

@@ -6,7 +6,9 @@ by PostgreSQL takes its event with it.
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal, Mapping, Optional
+
+import orjson
 
 from chalicelib.audit.actor import Actor
 
@@ -33,5 +35,37 @@ def audited(written: str, before: Optional[str] = None) -> str:
 
 def audit_params(actor: Actor, action: WriteAction) -> dict[str, object]:
     """The named parameters of `audited` for `actor` doing `action`."""
+    return _event_params(actor, action)
+
+
+def _event_params(actor: Actor, action: str) -> dict[str, object]:
     return {"audit_sub": actor.sub, "audit_role": actor.role, "audit_issuer": actor.issuer,
             "audit_request": actor.request_id, "audit_action": action}
+
+
+_RECORD_SQL = """
+INSERT INTO audit_event (tenant_id, actor_sub, actor_role, actor_issuer, action, patient_id, request_id, details)
+VALUES (:t, :audit_sub, :audit_role, :audit_issuer, :audit_action, :patient, :audit_request, CAST(:details AS jsonb))"""
+
+# What an admin write's event keeps of its answer: ids and counts, never names or record numbers.
+_KEPT = ("id", "doctorId", "departmentId", "active", "slotsAdded", "slotsRemoved", "created", "updated")
+
+
+def answer_summary(answer: str) -> dict[str, Any]:
+    """Ids and counts of a schedule-management answer (JSON text), and the ids of the
+    appointments it cancelled."""
+    document = orjson.loads(answer)
+    summary: dict[str, Any] = {k: document[k] for k in _KEPT if k in document}
+    for name in ("department", "doctor", "absence", "patient"):
+        if isinstance(document.get(name), dict) and "id" in document[name]:
+            summary[f"{name}Id"] = document[name]["id"]
+    if document.get("cancelled"):
+        summary["cancelledAppointmentIds"] = [a["id"] for a in document["cancelled"]]
+    return summary
+
+
+def record(conn: Any, actor: Actor, action: str, details: Mapping[str, Any]) -> None:
+    """One audit event for an admin write, in the write's own transaction (`conn`)."""
+    patient = details.get("patientId")
+    conn.run(_RECORD_SQL, t=actor.tenant, patient=patient, details=orjson.dumps(dict(details)).decode(),
+             **_event_params(actor, action))

@@ -7,6 +7,9 @@ from typing import Any, Callable, Mapping, Optional
 from chalice import Response
 from pydantic import TypeAdapter, ValidationError
 
+from chalicelib.audit import writes as audit_writes
+from chalicelib.audit.actor import Actor
+from chalicelib.audit.writes import answer_summary
 from chalicelib.auth import Principal, require_role, require_tenant
 from chalicelib.booking import patient_records, schedules
 from chalicelib.booking.admin_models import (AbsenceBody, BulkPatientsBody, DepartmentBody, DepartmentChange,
@@ -39,12 +42,26 @@ def _run(principal: Principal, key: Optional[str], operation: str, request: Mapp
          write: Write) -> Response:
     """`write` in one transaction (with an Idempotency-Key: at most once, see run_once),
     then invalidate and answer."""
+    audited = _audited(Actor.in_request(principal), operation, write)
     idempotency = _idempotency(principal, key)
     if idempotency is not None:
-        return _answer(run_once(idempotency, operation, request_hash({"operation": operation, **request}), write))
+        return _answer(run_once(idempotency, operation, request_hash({"operation": operation, **request}), audited))
     with db.transaction() as conn:
-        result = write(conn)
+        result = audited(conn)
     return _answer(result)
+
+
+def _audited(actor: Actor, operation: str, write: Write) -> Write:
+    """`write`, recorded in the audit trail in the same transaction when it succeeds (the
+    event keeps ids and counts of the answer, and the appointments it cancelled)."""
+
+    def run(conn: db.Transaction) -> WriteResult:
+        result = write(conn)
+        if result.status < 400:
+            audit_writes.record(conn, actor, operation, answer_summary(result.body))
+        return result
+
+    return run
 
 
 def create_department(principal: Principal, body: Mapping[str, Any], key: Optional[str]) -> Response:

@@ -171,7 +171,10 @@ class AppointmentListQuery(PagedQuery):
                 raise ApiError(400, f"A date range may span at most {MAX_RANGE_DAYS} days.")
 
 
-AuditAction = Literal["book", "cancel", "reschedule", "status", "patient_search", "patient_read"]
+AuditAction = Literal["book", "cancel", "reschedule", "status", "patient_search", "patient_read",
+                      # the schedule-management writes (chalicelib/booking/admin_service.py)
+                      "department.create", "department.change", "doctor.create", "doctor.change", "doctor.hours",
+                      "absence.add", "absence.remove", "patient.create", "patient.upsert", "patient.bulk"]
 
 
 class AuditQuery(PagedQuery):
