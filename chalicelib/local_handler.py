@@ -10,7 +10,8 @@ answer of its own in the API's error shape and an access log without query strin
 - HEAD: the status and headers of the answer, no body (no route answers HEAD: a known path
   answers 405 with Allow, an unknown one 404). Any other method without a handler in
   http.server (TRACE, PROPFIND, ...) goes to the app too: 405 with Allow, or 404.
-- Hardening: a body over 256 KiB (declared by Content-Length) answers 413 unread; a request
+- Hardening: a body over 64 KiB (256 KiB for the bulk patient import), declared by
+  Content-Length, answers 413 unread; a request
   line, headers and body not all in within the client timeout (30 s) answer 408; any
   Transfer-Encoding answers 501 (400 beside a Content-Length); a request line without an
   HTTP version answers 400, never a bare HTTP/0.9 body. Each of these closes the connection.
@@ -33,10 +34,12 @@ from chalice.local import ChaliceRequestHandler, LocalGateway, LocalGatewayExcep
 from chalicelib.http_errors import error_bytes
 from chalicelib.request_deadline import DEFAULT_CLIENT_TIMEOUT_S, ClientTimeout, DeadlineReader, buffered_reader
 
-# The largest body read (the routes take JSON of at most 16 KiB, a bulk patient import up
-# to 256 KiB): a larger Content-Length answers 413 before any of the body is read, whoever
-# sends it.
-MAX_BODY_BYTES = 256 * 1024
+# The largest body read (the routes take JSON of at most 16 KiB): a larger Content-Length
+# answers 413 before any of the body is read, whoever sends it. Only the bulk patient import
+# takes more (1,000 patients, about 80 KiB of JSON), up to BULK_BODY_BYTES.
+MAX_BODY_BYTES = 64 * 1024
+BULK_BODY_BYTES = 256 * 1024
+BULK_PATH = "/api/admin/patients/bulk"
 
 _MAX_LOGGED_METHOD = 16
 _MAX_LOGGED_PATH = 256
@@ -92,12 +95,12 @@ def _drain_and_half_close(sock: socket.socket) -> None:
         return
 
 
-def _body_length(headers: Message) -> int:
+def _body_length(headers: Message, limit: int) -> int:
     """The body length the headers announce (0: none). Transfer-Encoding of any kind is
     refused, so that no body is ever framed in a way this server does not read (a chunked
     body left unread would be parsed as the next request): 501, or 400 beside a
     Content-Length (RFC 9112, 6.3). Content-Length: 400 when it is not a number or is
-    repeated with other values, 413 when it is over MAX_BODY_BYTES."""
+    repeated with other values, 413 when it is over `limit`."""
     lengths = headers.get_all("content-length") or []
     if "transfer-encoding" in headers:
         raise HttpLayerError(400 if lengths else 501)
@@ -105,17 +108,17 @@ def _body_length(headers: Message) -> int:
         return 0
     if len(set(lengths)) > 1:
         raise HttpLayerError(400)
-    return _content_length(lengths[0])
+    return _content_length(lengths[0], limit)
 
 
-def _content_length(value: str) -> int:
+def _content_length(value: str, limit: int) -> int:
     """The body length a Content-Length header announces; 400 when it is not a number, 413
-    when it is over MAX_BODY_BYTES."""
+    when it is over `limit`."""
     value = value.strip()
     if not (value.isascii() and value.isdigit()):
         raise HttpLayerError(400)
     length = int(value)
-    if length > MAX_BODY_BYTES:
+    if length > limit:
         raise HttpLayerError(413)
     return length
 
@@ -181,7 +184,8 @@ class KeepAliveRequestHandler(ChaliceRequestHandler):
 
     def _parse_payload(self) -> Tuple[Dict[str, Any], Optional[bytes]]:
         """The request's headers and body (as Chalice's, with the framing checked)."""
-        length = _body_length(self.headers)
+        limit = BULK_BODY_BYTES if self.command == "POST" and self.path.split("?", 1)[0] == BULK_PATH else MAX_BODY_BYTES
+        length = _body_length(self.headers, limit)
         body = self.rfile.read(length) if length > 0 else None
         return dict(self.headers), body
 
