@@ -183,15 +183,26 @@ def _add_big_tenant(app_env, doctors: int = 200) -> int:
         conn.run("INSERT INTO tenant (id, name, time_zone) VALUES (:t, 'Load Test', 'UTC')", t=BIG_TENANT)
         conn.run("INSERT INTO department (tenant_id, id, name) SELECT :t, 900000 + g, 'Dep ' || g"
                  " FROM generate_series(1, 10) g", t=BIG_TENANT)
+    finally:
+        conn.close()
+    return _add_big_tenant_doctors(app_env, 0, doctors)
+
+
+def _add_big_tenant_doctors(app_env, first: int, doctors: int) -> int:
+    """`doctors` more doctors of the big tenant (ids after `first`), each with a slot every
+    10 minutes over the view's window; the tenant's slot count."""
+    conn = database_connection(app_env.db_name)
+    try:
+        conn.run("SET statement_timeout = 0")
         conn.run("INSERT INTO doctor (tenant_id, id, department_id, name, specialty)"
-                 " SELECT :t, 900000 + g, 900000 + (g % 10) + 1, 'Dr ' || g, 'x' FROM generate_series(1, :n) g",
-                 t=BIG_TENANT, n=doctors)
+                 " SELECT :t, 900000 + g, 900000 + (g % 10) + 1, 'Dr ' || g, 'x'"
+                 " FROM generate_series(:first + 1, :first + :n) g", t=BIG_TENANT, first=first, n=doctors)
         conn.run("""INSERT INTO slot (tenant_id, doctor_id, department_id, day, starts_at, ends_at)
                     SELECT :t, d.id, d.department_id, s::date, s, s + interval '10 minutes'
                     FROM doctor d CROSS JOIN generate_series(date_trunc('day', now()) - interval '1 day',
                          date_trunc('day', now()) + interval '9 days' - interval '10 minutes',
                          interval '10 minutes') s
-                    WHERE d.tenant_id = :t""", t=BIG_TENANT)
+                    WHERE d.tenant_id = :t AND d.id > 900000 + :first""", t=BIG_TENANT, first=first)
         return conn.run("SELECT count(*) FROM slot WHERE tenant_id = :t", t=BIG_TENANT)[0][0]
     finally:
         conn.close()
@@ -250,10 +261,18 @@ def _read_view_in_loop(app_env, tenants, during) -> tuple[list[float], list[int]
 def test_readers_do_not_wait_during_refresh(app_env):
     from chalicelib.jobs.refresh import refresh_views
 
-    rows = _add_big_tenant(app_env, doctors=120)
+    doctors = 120
+    rows = _add_big_tenant(app_env, doctors=doctors)
     try:
         warm = refresh_views()  # the big tenant's rows enter the view
         assert warm["status"] == "ok"
+        # The refresh must last long enough to overlap the readers: on a fast machine, grow
+        # the tenant until it does (the refresh's time grows with its rows).
+        while warm["views"]["dashboard_daily"] < 100 and doctors < 1920:
+            rows = _add_big_tenant_doctors(app_env, doctors, doctors)
+            doctors *= 2
+            warm = refresh_views()
+            assert warm["status"] == "ok"
         app_env.sql("INSERT INTO slot (tenant_id, doctor_id, department_id, day, starts_at, ends_at)"
                     " SELECT tenant_id, doctor_id, department_id, day, starts_at + interval '5 minutes',"
                     " ends_at + interval '5 minutes' FROM slot WHERE tenant_id = :t AND doctor_id % 2 = 0",
