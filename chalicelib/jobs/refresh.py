@@ -6,8 +6,8 @@ timeout (readers keep reading the old contents meanwhile) through the SECURITY D
 function `refresh_materialized_view` of migration 007 (the app's role does not own the
 views; the function's owner does), record each refresh in `view_refresh`, replay the
 invalidation outbox, bump every tenant's dashboard version so no copy of the old view is
-served, and pre-warm the hot keys into Redis under the keys and versions the API uses. Metrics: RefreshDurationMs (per view), KeysPrewarmed,
-RefreshFailures.
+served, and pre-warm the hot keys into Redis under the keys and versions the API uses.
+Metrics: RefreshDurationMs (per view), KeysPrewarmed, RefreshFailures.
 """
 from __future__ import annotations
 
