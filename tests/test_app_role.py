@@ -37,30 +37,19 @@ class AppRoleEnv(AppEnv):
         return pg8000.native.Connection(**connection_arguments(self.owner_settings), database=database)
 
     def sql(self, query: str, **params: object) -> list:
-        conn = self.owner_connection(self.db_name)
-        try:
-            return conn.run(query, **params)
-        finally:
-            conn.close()
-
-    def app_connection(self) -> pg8000.native.Connection:
-        return pg8000.native.Connection(**connection_arguments(self.login_settings),
-                                        database=self.db_name)
+        return _run_once(self.owner_connection(self.db_name), query, **params)
 
     def app_sql(self, query: str) -> list:
-        conn = self.app_connection()
-        try:
-            return conn.run(query)
-        finally:
-            conn.close()
+        return _run_once(pg8000.native.Connection(**connection_arguments(self.login_settings),
+                                                  database=self.db_name), query)
 
 
-def _server_sql(statement: str) -> None:
-    admin = admin_connection()
+def _run_once(conn: pg8000.native.Connection, query: str, **params: object) -> list:
+    """Run one statement on `conn`, then close it."""
     try:
-        admin.run(statement)
+        return conn.run(query, **params)
     finally:
-        admin.close()
+        conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +58,15 @@ def app_env() -> Iterator[AppRoleEnv]:
     the app's settings pointing at the database as that login; the role is dropped after."""
     name = seeded_database()
     login, password = f"hb_app_test_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
-    _server_sql(f"CREATE ROLE {pg8000.native.identifier(login)} LOGIN"
-                f" PASSWORD {pg8000.native.literal(password)} IN ROLE hb_app")
+    _run_once(admin_connection(), f"CREATE ROLE {pg8000.native.identifier(login)} LOGIN"
+                                  f" PASSWORD {pg8000.native.literal(password)} IN ROLE hb_app")
     env = AppRoleEnv(name, f"hbt{uuid.uuid4().hex[:10]}", login, password)
     try:
         with patched_environ(env.env):
             yield env
     finally:
         drop_database(name)
-        _server_sql(f"DROP ROLE {pg8000.native.identifier(login)}")
+        _run_once(admin_connection(), f"DROP ROLE {pg8000.native.identifier(login)}")
         _delete_namespace(env.namespace)
 
 
@@ -98,10 +87,13 @@ def test_the_app_connects_as_a_member_of_the_app_role_not_as_an_owner(app_env):
     assert user == app_env.login_settings.user and not is_super and not can_create_role
     assert app_env.app_sql("SELECT pg_has_role('hb_app', 'MEMBER')") == [[True]]
     assert app_env.sql("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'hb_app'") == [[False]]
+    from chalicelib.db import connection as db
+
+    assert db.run("SELECT current_user") == [[app_env.login_settings.user]]  # the app's own pool
 
 
 def test_a_booking_life_through_the_app_works_as_the_app_role(client, app_env):
-    (slot, _, _), (other_slot, _, _) = free_future_slots(app_env, limit=2)
+    (slot, _, _), (other_slot, _, _), (desk_slot, _, _) = free_future_slots(app_env, limit=3)
     headers = {**app_env.headers(role="staff"), "Idempotency-Key": f"role-{uuid.uuid4()}"}
     body = {"clientId": 1, "slotId": slot, "patientId": new_patient(app_env.sql)}
     booked = _post(client, "/api/appointments", body, headers)
@@ -117,6 +109,13 @@ def test_a_booking_life_through_the_app_works_as_the_app_role(client, app_env):
     assert cancelled.status_code == 200 and cancelled.json_body["appointment"]["status"] == "cancelled"
     assert app_env.sql("SELECT status FROM appointment WHERE tenant_id = 1 AND id = :a",
                        a=appointment) == [["cancelled"]]
+    desk = _post(client, "/api/appointments", {"clientId": 1, "slotId": desk_slot,
+                                                "patientId": new_patient(app_env.sql)}, app_env.headers(role="staff"))
+    assert desk.status_code == 201, desk.body
+    for status in ("checked_in", "completed"):
+        changed = _post(client, f"/api/appointments/{desk.json_body['appointment']['id']}/status",
+                        {"clientId": 1, "status": status}, app_env.headers(role="staff"))
+        assert changed.status_code == 200 and changed.json_body["appointment"]["status"] == status, changed.body
 
 
 def test_the_view_refresh_job_works_as_the_app_role(app_env):
