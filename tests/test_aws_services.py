@@ -113,7 +113,8 @@ def emf_to_metric_data(blob: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]
 
 def test_alarms_watch_the_metrics_the_app_emits(aws_endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
     cloudwatch = aws_client(aws_endpoint, "cloudwatch")
-    refs = {"AlarmTopic": "arn:aws:sns:us-east-1:000000000000:hb-alarms", "RefreshViews": "hb-refresh"}
+    refs = {"AlarmTopic": "arn:aws:sns:us-east-1:000000000000:hb-alarms", "RefreshViews": "hb-refresh",
+            "APIHandler": "hb-api", "ExtendSlots": "hb-extend"}
     suffix = uuid.uuid4().hex[:8]
     queries: dict[str, dict[str, Any]] = {}
     for logical_id, properties in template_alarms().items():
@@ -124,7 +125,7 @@ def test_alarms_watch_the_metrics_the_app_emits(aws_endpoint: str, capsys: pytes
         assert [q["Id"] for q in stored["Metrics"]] == [q["Id"] for q in properties["Metrics"]]
         for query in stored["Metrics"]:
             stat = query.get("MetricStat")
-            if stat and stat["Metric"]["Namespace"] != "AWS/Lambda":  # Lambda's own metrics are AWS's
+            if stat and not stat["Metric"]["Namespace"].startswith("AWS/"):  # Lambda's and API Gateway's are AWS's
                 queries[f"{query['Id']}_{len(queries)}"] = stat
     assert {s["Metric"]["MetricName"] for s in queries.values()} == {"L1Hits", "L2Hits", "DbLoads", "RefreshFailures",
                                                                     "BreakerOpens", "StaleServed"}

@@ -26,6 +26,7 @@ from cfnlint.api import lint_file
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = ("APIHandler", "RefreshViews", "ExtendSlots")
 DB_SECRET = {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}
+APP_DB_SECRET = {"Ref": "DbAppSecret"}
 XRAY_STAGE = "prod-xray"
 
 
@@ -97,7 +98,7 @@ def test_every_function_runs_in_the_private_subnets(template: dict[str, Any]) ->
 
 def test_functions_get_secrets_and_endpoints(template: dict[str, Any]) -> None:
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
-    assert variables["DB_SECRET_ARN"] == DB_SECRET
+    assert variables["DB_SECRET_ARN"] == APP_DB_SECRET  # the app's login, never the master user
     assert variables["REDIS_SECRET_ARN"] == {"Ref": "RedisAuthSecret"}
     assert variables["AUTH_SECRET_ARN"] == {"Ref": "AuthSecret"}
     assert variables["PGHOST"] == {"Fn::GetAtt": ["DbProxy", "Endpoint"]}
@@ -108,8 +109,12 @@ def test_functions_get_secrets_and_endpoints(template: dict[str, Any]) -> None:
 
     statement = template["Resources"]["FunctionSecretsPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert statement == [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
-                          "Resource": [DB_SECRET, {"Ref": "RedisAuthSecret"}, {"Ref": "AuthSecret"}]}]
-    assert resources(template, "AWS::SecretsManager::Secret").keys() == {"AuthSecret", "RedisAuthSecret"}
+                          "Resource": [APP_DB_SECRET, {"Ref": "RedisAuthSecret"}, {"Ref": "AuthSecret"}]}]
+    assert resources(template, "AWS::SecretsManager::Secret").keys() == {"AuthSecret", "RedisAuthSecret",
+                                                                         "DbAppSecret"}
+    generated = template["Resources"]["DbAppSecret"]["Properties"]["GenerateSecretString"]
+    assert generated["GenerateStringKey"] == "password"
+    assert generated["SecretStringTemplate"] == {"Fn::Sub": '{"username": "${DbAppUsername}"}'}
     endpoint = template["Resources"]["SecretsManagerEndpoint"]["Properties"]
     assert endpoint["PrivateDnsEnabled"] is True
 
@@ -128,12 +133,20 @@ def test_database_sits_behind_rds_proxy(template: dict[str, Any]) -> None:
     assert db["DBSubnetGroupName"] == {"Ref": "DbSubnetGroup"}
     proxy = template["Resources"]["DbProxy"]["Properties"]
     assert proxy["EngineFamily"] == "POSTGRESQL" and proxy["RequireTLS"] is True
-    assert proxy["Auth"][0]["SecretArn"] == DB_SECRET
+    assert [auth["SecretArn"] for auth in proxy["Auth"]] == [DB_SECRET, APP_DB_SECRET]  # migrate, the app
     target = template["Resources"]["DbProxyTargetGroup"]["Properties"]
     assert target["DBInstanceIdentifiers"] == [{"Ref": "Database"}]
     role_statements = template["Resources"]["DbProxyRole"]["Properties"]["Policies"][0]["PolicyDocument"]
-    assert {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": DB_SECRET} in (
+    assert {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": [DB_SECRET, APP_DB_SECRET]} in (
         role_statements["Statement"])
+    assert template["Resources"]["Database"]["Properties"]["DeletionProtection"] is True
+
+
+def test_every_log_group_expires(template: dict[str, Any]) -> None:
+    log_groups = resources(template, "AWS::Logs::LogGroup")
+    assert {group["Properties"]["LogGroupName"]["Fn::Sub"] for group in log_groups.values()} == {
+        f"/aws/lambda/${{{name}}}" for name in FUNCTIONS}
+    assert {group["Properties"]["RetentionInDays"] for group in log_groups.values()} == {90}
 
 
 def test_refresh_function_has_reserved_concurrency_one(template: dict[str, Any]) -> None:
@@ -144,7 +157,24 @@ def test_refresh_function_has_reserved_concurrency_one(template: dict[str, Any])
 
 def test_alarms(template: dict[str, Any]) -> None:
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    assert alarms.keys() == {"CacheHitRateAlarm", "RefreshFailuresAlarm", "RedisBreakerAlarm", "StaleServedAlarm"}
+    assert alarms.keys() == {"CacheHitRateAlarm", "RefreshFailuresAlarm", "RedisBreakerAlarm", "StaleServedAlarm",
+                             "ApiErrorsAlarm", "ApiThrottlesAlarm", "Api5xxAlarm", "ExtendSlotsErrorsAlarm"}
+    def of_function(logical_id: str) -> list[dict[str, Any]]:
+        return [{"Name": "FunctionName", "Value": {"Ref": logical_id}}]
+
+    for name, namespace, metric, dimensions in (
+            ("ApiErrorsAlarm", "AWS/Lambda", "Errors", of_function("APIHandler")),
+            ("ApiThrottlesAlarm", "AWS/Lambda", "Throttles", of_function("APIHandler")),
+            ("ExtendSlotsErrorsAlarm", "AWS/Lambda", "Errors", of_function("ExtendSlots")),
+            ("Api5xxAlarm", "AWS/ApiGateway", "5XXError",
+             [{"Name": "ApiName", "Value": "hospital-booking"}, {"Name": "Stage", "Value": "api"}])):
+        props = alarms[name]["Properties"]
+        (query,) = props["Metrics"]
+        assert (query["MetricStat"]["Metric"]["Namespace"], query["MetricStat"]["Metric"]["MetricName"],
+                query["MetricStat"]["Metric"]["Dimensions"]) == (namespace, metric, dimensions)
+        assert props["AlarmActions"] == props["OKActions"] == [{"Ref": "AlarmTopic"}]
+    api = template["Resources"]["RestAPI"]["Properties"]
+    assert (api["DefinitionBody"]["info"]["title"], api["StageName"]) == ("hospital-booking", "api")  # Api5xxAlarm
     for name, metric in (("RedisBreakerAlarm", "BreakerOpens"), ("StaleServedAlarm", "StaleServed")):
         props = alarms[name]["Properties"]
         (query,) = props["Metrics"]

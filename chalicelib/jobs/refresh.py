@@ -1,12 +1,13 @@
 """Scheduled refresh of the materialized views, then pre-warm of hot keys into Redis.
 
 One run: take a PostgreSQL advisory lock on a dedicated connection (a concurrent run
-returns at once with status "skipped"), `REFRESH MATERIALIZED VIEW CONCURRENTLY` each view
-under a statement timeout (readers keep reading the old contents meanwhile), record each
-refresh in `view_refresh`, replay the invalidation outbox, bump every tenant's dashboard
-version so no copy of the old view is served, and pre-warm the hot keys into Redis under
-the keys and versions the API uses. Metrics: RefreshDurationMs (per view), KeysPrewarmed,
-RefreshFailures.
+returns at once with status "skipped"), refresh each view CONCURRENTLY under a statement
+timeout (readers keep reading the old contents meanwhile) through the SECURITY DEFINER
+function `refresh_materialized_view` of migration 007 (the app's role does not own the
+views; the function's owner does), record each refresh in `view_refresh`, replay the
+invalidation outbox, bump every tenant's dashboard version so no copy of the old view is
+served, and pre-warm the hot keys into Redis under the keys and versions the API uses.
+Metrics: RefreshDurationMs (per view), KeysPrewarmed, RefreshFailures.
 """
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def refresh_views() -> dict[str, Any]:
             try:
                 for view in VIEWS:
                     t0 = time.perf_counter()
-                    conn.run(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}")
+                    conn.run("SELECT refresh_materialized_view(:v)", v=view)
                     ms = round((time.perf_counter() - t0) * 1000, 3)
                     result["views"][view] = ms
                     _record(conn, view, ms, "ok")
