@@ -162,7 +162,8 @@ def test_the_outbox_replay_works_as_the_app_role(app_env):
     "CREATE INDEX intruder ON patient (name)",
     "TRUNCATE appointment",
     "DELETE FROM appointment WHERE false",
-    "UPDATE patient SET name = name WHERE false",
+    "UPDATE tenant SET name = name WHERE false",
+    "DELETE FROM patient WHERE false",
     "INSERT INTO tenant (id, name, time_zone) VALUES (0, 'x', 'UTC')",
     "REFRESH MATERIALIZED VIEW dashboard_daily",
     "DROP MATERIALIZED VIEW dashboard_daily",
@@ -227,3 +228,27 @@ def test_the_app_role_itself_cannot_log_in(app_env):
         pg8000.native.Connection(**connection_arguments(settings), database=app_env.db_name)
     assert refused.value.args[0]["C"] == "28000"
 
+
+
+def test_schedule_management_works_as_the_app_role(client, app_env):
+    """Migration 009: the admin writes (catalog, hours, absences, patients, slot
+    regeneration) run as the app's login."""
+    admin = app_env.headers(role="admin")
+    department = _post(client, "/api/admin/departments", {"clientId": 1, "name": "Role Dept"}, admin)
+    assert department.status_code == 201, department.body
+    doctor = _post(client, "/api/admin/doctors", {"clientId": 1, "name": "Dr Role",
+                                                  "departmentId": department.json_body["department"]["id"]}, admin)
+    assert doctor.status_code == 201, doctor.body
+    doctor_id = doctor.json_body["doctor"]["id"]
+    hours = client.http.put(f"/api/admin/doctors/{doctor_id}/working-hours", headers={**admin, **JSON},
+                            body=json.dumps({"clientId": 1, "hours": [{"weekday": d, "start": "09:00", "end": "10:00",
+                                                                       "slotMinutes": 30} for d in range(1, 8)]}))
+    assert hours.status_code == 200 and hours.json_body["slotsAdded"] > 0, hours.body
+    narrowed = client.http.put(f"/api/admin/doctors/{doctor_id}/working-hours", headers={**admin, **JSON},
+                               body=json.dumps({"clientId": 1, "hours": [{"weekday": 1, "start": "09:00",
+                                                                          "end": "09:30", "slotMinutes": 30}]}))
+    assert narrowed.status_code == 200 and narrowed.json_body["slotsRemoved"] > 0, narrowed.body
+    patient = _post(client, "/api/admin/patients", {"clientId": 1, "name": "Role Patient", "birthDate": "1990-01-01",
+                                                   "recordNumber": f"ROLE-{uuid.uuid4().hex[:8]}"}, admin)
+    assert patient.status_code == 201, patient.body
+    assert app_env.sql("SELECT count(*) FROM audit_event WHERE action = 'doctor.hours'")[0][0] == 2
