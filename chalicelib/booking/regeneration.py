@@ -25,8 +25,12 @@ from chalicelib.http import ApiError
 from chalicelib.jobs.slots import OFFER_AGAIN_SQL, PLANNED_SLOTS
 from chalicelib.settings import get_settings
 
+# The doctor row (serializes regenerations of one doctor) with NO KEY UPDATE, so a booking's
+# foreign-key check (KEY SHARE on the doctor) never waits on it: a booking that holds a slot
+# lock would otherwise wait here while this waits on that slot, a deadlock. Then every future
+# slot of the doctor in id order, as bookings lock them (chalicelib/booking/locking.py).
 _LOCK_SQL = """
-WITH doc AS MATERIALIZED (SELECT id FROM doctor WHERE tenant_id = :t AND id = :doctor FOR UPDATE)
+WITH doc AS MATERIALIZED (SELECT id FROM doctor WHERE tenant_id = :t AND id = :doctor FOR NO KEY UPDATE)
 SELECT count(*) FROM (SELECT id FROM slot WHERE tenant_id = :t AND doctor_id = (SELECT id FROM doc)
                       AND starts_at > now() ORDER BY id FOR NO KEY UPDATE) held"""
 
