@@ -188,6 +188,12 @@ def import_patients() -> Response:
     return _admin_write(admin_service.import_patients, max_bytes=BULK_BODY_BYTES)
 
 
+@app.route("/api/admin/slot-publication", methods=["PUT"], content_types=JSON_TYPES)
+@web.endpoint
+def set_slot_publication() -> Response:
+    return _admin_write(admin_service.set_slot_publication)
+
+
 @app.route(resources.DASHBOARD.path)
 @web.endpoint
 def dashboard() -> Response:

@@ -4,15 +4,15 @@ schema, so a client generator or a fuzzer (schemathesis in CI) can check respons
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 
 from chalicelib.booking.admin_models import (AbsenceBody, BulkPatient, BulkPatientsBody, DepartmentBody,
                                              DepartmentChange, DoctorBody, DoctorChange, PatientBody, PatientFields,
-                                             WorkingHoursBody)
-from chalicelib.booking.models import (AppointmentListQuery, AuditQuery, BookingBody, CancelBody, DoctorsQuery,
-                                       PatientsQuery, RescheduleBody, SlotsQuery, StatusBody, TenantQuery)
+                                             SlotPublicationBody, WorkingHoursBody)
+from chalicelib.booking.models import (AppointmentListQuery, AuditAction, AuditQuery, BookingBody, CancelBody,
+                                       DoctorsQuery, PatientsQuery, RescheduleBody, SlotsQuery, StatusBody, TenantQuery)
 
 _REF = "#/components/schemas/{model}"
 _ID = {"type": "integer", "minimum": 1}
@@ -43,7 +43,7 @@ _APPOINTMENT = _object({
 })
 _AUDIT_EVENT = _object({
     "id": _ID, "at": _TIME, "actor": _object({"sub": {"type": "string"}, "role": {"type": "string"}}),
-    "action": {"type": "string", "enum": ["book", "cancel", "reschedule", "status", "patient_search", "patient_read"]},
+    "action": {"type": "string", "enum": list(get_args(AuditAction))},
     "appointmentId": _ID, "patientId": _ID, "requestId": {"type": ["string", "null"]}, "details": {"type": "object"},
 }, optional=("appointmentId", "patientId"))
 _COUNTS = _object({name: {"type": "integer", "minimum": 0}
@@ -91,6 +91,9 @@ SCHEMAS: dict[str, Any] = {
     "AbsenceRemoved": _object({"absence": _ref("Absence"), "slotsAdded": {"type": "integer", "minimum": 0}}),
     "PatientAnswer": _object({"patient": _object({"id": _ID, "name": {"type": "string"}, "birthDate": _DATE,
                                                   "recordNumber": {"type": "string"}})}),
+    "PublicationAnswer": _object({"publication": _object({
+        "clientId": _ID, "public": {"type": "boolean"}, "bookingLink": {"type": ["string", "null"]},
+        "bookingPhone": {"type": ["string", "null"]}})}),
     "BulkAnswer": _object({"created": {"type": "integer", "minimum": 0}, "updated": {"type": "integer", "minimum": 0}}),
     "CacheFigures": {"type": "object", "required": ["l1", "l2", "db", "staleServed"],
                      "properties": {"l1": _TIER, "l2": _TIER, "db": _TIER, "staleServed": {"type": "integer"}}},
@@ -182,7 +185,7 @@ _SCHEDULE_CONFLICT = ("schedule_conflict: booked appointments would fall outside
                       " startsAt, patientId); send cancelAppointments: true to cancel them")
 _REQUEST_MODELS = (BookingBody, CancelBody, RescheduleBody, StatusBody, DepartmentBody, DepartmentChange, DoctorBody,
                    DoctorChange, WorkingHoursBody, AbsenceBody, PatientBody, PatientFields, BulkPatient,
-                   BulkPatientsBody)
+                   BulkPatientsBody, SlotPublicationBody)
 
 
 def _request_schemas() -> dict[str, Any]:
@@ -234,6 +237,10 @@ def _admin_paths() -> dict[str, Any]:
             "Import up to 1,000 patients (upsert by record number, all or nothing)", BulkPatientsBody, _ADMIN,
             {"200": _json("BulkAnswer", "Imported; any bad row is a 400 whose details name its index")},
             _ERRORS[409], (422,), key),
+        "/api/admin/slot-publication": _post(
+            "Publish the free slots as SMART Scheduling Links (or stop), with a booking link and phone",
+            SlotPublicationBody, _ADMIN, {"200": _json("PublicationAnswer", "Replaced")}, _ERRORS[409], (422,), key,
+            "put"),
     }
 
 

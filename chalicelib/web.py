@@ -129,16 +129,18 @@ def _request_params(query: Mapping[str, list[str]], path: Mapping[str, str]) -> 
 plans = PlanMemo()
 
 
-def cached_read(resource: CachedResource) -> Response:
+def cached_read(resource: CachedResource, conditional: bool = True) -> Response:
     """A cached GET route: apply queued invalidations (for a booking-critical resource, the
-    outbox's too, rate-limited), then serve the current request's plan through the cache."""
+    outbox's too, rate-limited), then serve the current request's plan through the cache
+    (`conditional`: answer 304 to a matching If-None-Match; else the caller does)."""
     request = _app.current_request  # type: ignore[union-attr]
     cache = get_cache()
     cache.begin_request()
     if resource.freshness.critical:
         outbox_watch.watch.look(cache)
     headers = lower_case_headers(request.headers)
-    return read(cache, plans.get(resource, request, headers, cache), headers.get("if-none-match"))
+    return read(cache, plans.get(resource, request, headers, cache),
+                headers.get("if-none-match") if conditional else None)
 
 
 def health() -> Response:

@@ -257,3 +257,13 @@ def test_schedule_management_works_as_the_app_role(client, app_env):
                                                    "recordNumber": f"ROLE-{uuid.uuid4().hex[:8]}"}, admin)
     assert patient.status_code == 201, patient.body
     assert app_env.sql("SELECT count(*) FROM audit_event WHERE action = 'doctor.hours'")[0][0] == 2
+
+
+def test_slot_publication_works_as_the_app_role(client, app_env):
+    """Migration 010: the admin's publication choice is written as the app's login, and audited."""
+    admin = app_env.headers(role="admin")
+    chosen = client.http.put("/api/admin/slot-publication", headers={**admin, **JSON},
+                             body=json.dumps({"clientId": 1, "public": True, "bookingPhone": "+1 555 0100"}))
+    assert chosen.status_code == 200, chosen.body
+    assert app_env.sql("SELECT publish_slots, booking_phone FROM tenant WHERE id = 1")[0] == [True, "+1 555 0100"]
+    assert app_env.sql("SELECT details->>'public' FROM audit_event WHERE action = 'publication.set'") == [["true"]]

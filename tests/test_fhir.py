@@ -161,3 +161,53 @@ def test_malformed_writes_answer_4xx(app_env: AppEnv, servers: list[ApiServer], 
         status, headers, document = call(servers[0], method, path, staff, body)
         assert 400 <= status < 500 and headers["Content-Type"] == FHIR_JSON, (method, body, document)
         model(document)
+
+
+def test_reads_carry_their_version_as_a_weak_etag(app_env: AppEnv, servers: list[ApiServer]) -> None:
+    first, second = servers
+    staff = app_env.headers(role="staff")
+    status, headers, document = call(first, "GET", "/fhir/R4/Practitioner/1", staff)
+    assert status == 200
+    version = model(document).meta.versionId
+    assert headers["ETag"] == f'W/"{version}"'
+    status, other_headers, other = call(second, "GET", "/fhir/R4/Practitioner/1", staff)
+    assert other["meta"]["versionId"] == version and other_headers["ETag"] == headers["ETag"]
+    for tag in (f'W/"{version}"', f'"{version}"', f'"nothing", W/"{version}"', "*"):
+        assert call(second, "GET", "/fhir/R4/Practitioner/1", {**staff, "If-None-Match": tag})[0] == 304, tag
+    assert call(second, "GET", "/fhir/R4/Practitioner/1", {**staff, "If-None-Match": 'W/"other"'})[0] == 200
+    listed = fhir(first, "GET", "/fhir/R4/Practitioner?_count=3", staff).entry[0].resource
+    assert listed.meta.versionId == fhir(second, "GET", f"/fhir/R4/Practitioner/{listed.id}", staff).meta.versionId
+    status, headers, _ = call(first, "GET", "/fhir/R4/Practitioner?_count=3", staff)
+    assert headers["ETag"].startswith('W/"')
+
+
+def test_a_changed_resource_gets_a_new_version(app_env: AppEnv, servers: list[ApiServer]) -> None:
+    first, second = servers
+    staff = app_env.headers(role="staff")
+    before = fhir(second, "GET", "/fhir/R4/HealthcareService/1", staff).meta.versionId
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{first.port}/api/admin/departments/1", method="PATCH",
+        data=json.dumps({"clientId": 1, "name": "Renamed for versions"}).encode(),
+        headers={**app_env.headers(role="admin"), "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=20) as answer:
+        assert answer.status == 200
+    after = fhir(second, "GET", "/fhir/R4/HealthcareService/1", staff)
+    assert after.name == "Renamed for versions" and after.meta.versionId != before
+    assert call(second, "GET", "/fhir/R4/HealthcareService/1", {**staff, "If-None-Match": f'W/"{before}"'})[0] == 200
+
+
+@pytest.mark.parametrize("method, path, status", [
+    ("GET", "/fhir/R4/Observation", 404), ("GET", "/fhir/R4/Observation/1", 404),
+    ("POST", "/fhir/R4/Encounter", 404), ("GET", "/fhir/R4/Practitioner/1/_history", 404),
+    ("GET", "/fhir/R4/Practitioner/1/_history/2", 404), ("GET", "/fhir/R4/$export", 404),
+    ("DELETE", "/fhir/R4/Appointment/1", 405), ("POST", "/fhir/R4/Slot", 405), ("PUT", "/fhir/R4/Patient/1", 405),
+    ("DELETE", "/fhir/R4/metadata", 405), ("POST", "/fhir/R4/$bulk-publish", 404),
+])
+def test_unsupported_paths_and_methods_answer_operation_outcomes(app_env: AppEnv, servers: list[ApiServer],
+                                                                 method: str, path: str, status: int) -> None:
+    body = {"resourceType": "Basic"} if method in ("POST", "PUT") else None
+    got, headers, document = call(servers[0], method, path, app_env.headers(role="staff"), body)
+    assert got == status and headers["Content-Type"] == FHIR_JSON, document
+    assert model(document).issue[0].code == ("not-found" if status == 404 else "not-supported")
+    if status == 405:
+        assert "GET" in headers["Allow"]

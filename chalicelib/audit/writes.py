@@ -59,6 +59,8 @@ def answer_summary(answer: str) -> dict[str, Any]:
     for name in ("department", "doctor", "absence", "patient"):
         if isinstance(document.get(name), dict) and "id" in document[name]:
             summary[f"{name}Id"] = document[name]["id"]
+    if isinstance(document.get("publication"), dict):
+        summary["public"] = document["publication"]["public"]
     if document.get("cancelled"):
         summary["cancelledAppointmentIds"] = [a["id"] for a in document["cancelled"]]
     return summary

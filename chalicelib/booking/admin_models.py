@@ -152,3 +152,18 @@ class BulkPatient(BodyModel):
 class BulkPatientsBody(BodyModel):
     clientId: Id4
     patients: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_BULK_PATIENTS)]
+
+
+BookingLink = Annotated[str, Field(max_length=500, pattern=r"^https://[\x21-\x7e]+$")]
+BookingPhone = Annotated[str, Field(min_length=3, max_length=40, pattern=r"^\+?[0-9][0-9 ()./-]*[0-9]$")]
+
+
+class SlotPublicationBody(BodyModel):
+    """Whether the tenant's free slots are published (SMART Scheduling Links), and what each
+    published Slot offers: a booking link (`{slot}` is replaced by the slot's id) and a
+    phone number."""
+
+    clientId: Id4
+    public: bool
+    bookingLink: Optional[BookingLink] = None
+    bookingPhone: Optional[BookingPhone] = None

@@ -11,10 +11,10 @@ from chalicelib.audit import writes as audit_writes
 from chalicelib.audit.actor import Actor
 from chalicelib.audit.writes import answer_summary
 from chalicelib.auth import Principal, require_role, require_tenant
-from chalicelib.booking import patient_records, schedules
+from chalicelib.booking import patient_records, publication, schedules
 from chalicelib.booking.admin_models import (AbsenceBody, BulkPatientsBody, DepartmentBody, DepartmentChange,
                                              DoctorBody, DoctorChange, PatientBody, PatientFields, RecordNumber,
-                                             WorkingHoursBody)
+                                             SlotPublicationBody, WorkingHoursBody)
 from chalicelib.booking.idempotency import request_hash, run_once
 from chalicelib.booking.models import BodyModel, TenantQuery, parse, parse_path_id
 from chalicelib.booking.outcome import WriteResult
@@ -128,3 +128,8 @@ def import_patients(principal: Principal, body: Mapping[str, Any], key: Optional
     b = _admin_body(principal, BulkPatientsBody, body)
     patients = patient_records.valid_rows(b.patients)
     return _run(principal, key, "patient.bulk", body, lambda c: patient_records.import_patients(c, b.clientId, patients))
+
+
+def set_slot_publication(principal: Principal, body: Mapping[str, Any], key: Optional[str]) -> Response:
+    b = _admin_body(principal, SlotPublicationBody, body)
+    return _run(principal, key, "publication.set", body, lambda c: publication.set_publication(c, b))

@@ -174,7 +174,8 @@ class AppointmentListQuery(PagedQuery):
 AuditAction = Literal["book", "cancel", "reschedule", "status", "patient_search", "patient_read",
                       # the schedule-management writes (chalicelib/booking/admin_service.py)
                       "department.create", "department.change", "doctor.create", "doctor.change", "doctor.hours",
-                      "absence.add", "absence.remove", "patient.create", "patient.upsert", "patient.bulk"]
+                      "absence.add", "absence.remove", "patient.create", "patient.upsert", "patient.bulk",
+                      "publication.set"]
 
 
 class AuditQuery(PagedQuery):

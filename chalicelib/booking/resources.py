@@ -208,9 +208,10 @@ RESOURCES: tuple[CachedResource, ...] = (DASHBOARD, APPOINTMENTS, DEPARTMENTS, D
 def declared_freshness() -> dict[str, Freshness]:
     """Each resource's declared lifetimes, by name, the FHIR interface's too (the cache
     applies a stage's overrides)."""
-    from chalicelib.fhir.resources import FHIR_RESOURCES  # it builds on this module
+    from chalicelib.fhir.bulk import BULK  # the FHIR modules build on this one
+    from chalicelib.fhir.resources import FHIR_RESOURCES
 
-    return {r.name: r.freshness for r in (*RESOURCES, *FHIR_RESOURCES)}
+    return {r.name: r.freshness for r in (*RESOURCES, *FHIR_RESOURCES, BULK)}
 
 
 def hot_reads(keys: KeySpace, tenant: int, today: dt.date) -> Iterator[tuple[CacheKey, Loader]]:

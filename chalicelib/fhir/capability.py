@@ -37,5 +37,7 @@ def capability_statement() -> dict[str, Any]:
         "fhirVersion": "4.0.1", "format": ["application/fhir+json"], "patchFormat": ["application/fhir+json"],
         "rest": [{"mode": "server",
                   "security": {"description": "Bearer tokens as for the native API; the tenant is the token's."},
-                  "resource": [_resource(t) for t in SUPPORTED]}],
+                  "resource": [_resource(t) for t in SUPPORTED],
+                  "operation": [{"name": "bulk-publish",
+                                 "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/bulk-publish"}]}],
     }

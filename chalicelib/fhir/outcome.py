@@ -25,10 +25,11 @@ def operation_outcome(status: int, code: str, message: str) -> dict[str, Any]:
                        "details": {"text": code}, "diagnostics": message}]}
 
 
-def _as_fhir(response: Response) -> Response:
-    """The same answer in FHIR's media type; a native error body becomes an OperationOutcome."""
+def _as_fhir(response: Response, own_media_type: bool = False) -> Response:
+    """The same answer in FHIR's media type (unless `own_media_type`: a success keeps the
+    one it has); a native error body becomes an OperationOutcome."""
     headers = dict(response.headers or {})
-    if "Content-Type" in headers:
+    if "Content-Type" in headers and not own_media_type:
         headers["Content-Type"] = FHIR_JSON
     body = response.body
     if response.status_code >= 400:
@@ -39,13 +40,14 @@ def _as_fhir(response: Response) -> Response:
     return Response(body=body, status_code=response.status_code, headers=headers)
 
 
-def endpoint(handler: Callable[..., Response]) -> Callable[..., Response]:
-    """A FHIR route: the native error boundary (web.endpoint), answered in FHIR's shape."""
+def endpoint(handler: Callable[..., Response], own_media_type: bool = False) -> Callable[..., Response]:
+    """A FHIR route: the native error boundary (web.endpoint), answered in FHIR's shape
+    (`own_media_type`: its successes set their own Content-Type, as the bulk files do)."""
     native = web.endpoint(handler)
 
     @functools.wraps(handler)
     def wrapped(*args: Any, **kwargs: Any) -> Response:
-        return _as_fhir(native(*args, **kwargs))
+        return _as_fhir(native(*args, **kwargs), own_media_type)
 
     return wrapped
 

@@ -8,7 +8,7 @@ from typing import Optional
 from urllib.parse import urlencode
 
 from chalicelib.booking import read_source as source
-from chalicelib.fhir import render
+from chalicelib.fhir import render, versions
 from chalicelib.fhir.search import Query
 
 _BUSY = ("EXISTS (SELECT 1 FROM appointment a WHERE a.tenant_id = s.tenant_id AND a.slot_id = s.id"
@@ -40,7 +40,7 @@ TABLES = {t.resource_type: t for t in (
            "service-type": "d.department_id = CAST(:service_type AS bigint)"}),
     Table("Slot", render.SLOT,
           f"slot s {_DEP_OF.format(a='s')} WHERE s.tenant_id = :t AND s.day = ANY(CAST(:days AS date[]))"
-          " AND s.starts_at > now()", "s.starts_at, s.id",
+          " AND s.starts_at > now() AND s.withdrawn_at IS NULL", "s.starts_at, s.id",
           {"schedule": "s.doctor_id = CAST(:schedule AS bigint)",
            "service-type": "s.department_id = CAST(:service_type AS bigint)",
            "status": f"({_BUSY}) = (:status = 'busy')"}),
@@ -70,10 +70,11 @@ def _where(table: Table, query: Query) -> tuple[str, dict[str, object]]:
 
 
 def read(resource_type: str, query: Query) -> Optional[str]:
-    """One resource by id (None: no such resource in the tenant)."""
+    """One resource by id, stamped with its version (None: no such resource in the tenant)."""
     table = TABLES[resource_type]
     rows, params = _where(table, query)
-    return source.scalar(f"SELECT ({table.render})::text FROM {rows}", **params)
+    found = source.scalar(f"SELECT ({table.render})::text FROM {rows}", **params)
+    return versions.stamp_text(found) if found is not None else None
 
 
 def search(resource_type: str, query: Query) -> Optional[str]:
@@ -88,7 +89,7 @@ def search(resource_type: str, query: Query) -> Optional[str]:
                         LIMIT :lim + 1 OFFSET :off) q) m""",
         lim=query.count, off=query.offset, **params)
     entries, more = found[0]
-    return bundle(resource_type, query, entries, more)
+    return versions.stamp_bundle(bundle(resource_type, query, entries, more))
 
 
 def page_link(resource_type: str, query: Query, offset: int) -> str:
