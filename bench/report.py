@@ -36,6 +36,18 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         worst = max(ratios, key=ratios.get)
         add("L1-hit request <= 1.25x trivial-route floor", max(ratios.values()) <= 1.25,
             f"worst {worst} {ratios[worst]:.2f}x (" + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()) + ")")
+        routes = t["routes"]
+        if "patients" in routes and "departments" in routes:
+            audited, plain = routes["patients"]["l1_hit"]["p50_us"], routes["departments"]["l1_hit"]["p50_us"]
+            add("Audited L1 hit (patient search, read recorded) <= 1.1x an unaudited one (departments)",
+                audited <= 1.1 * plain, f"patients {_f(audited)} vs departments {_f(plain)}: {audited / plain:.2f}x")
+        fhir = t.get("fhir")
+        if fhir:
+            add("FHIR Slot search L1 hit <= 1.5x the native slot list's", fhir["ratio"] <= 1.5
+                and not any(fhir["wrong_tier"].values()),
+                f"FHIR {_f(fhir['fhir_l1']['p50_us'])} ({fhir['bodies']['fhir']} B) vs native"
+                f" {_f(fhir['native_l1']['p50_us'])} ({fhir['bodies']['native']} B): {fhir['ratio']:.2f}x;"
+                f" wrong tier {fhir['wrong_tier']}")
         lk = t["l1_lookup"]["get_or_load_l1"]["p50_us"]
         if peers and "ours_l1_lookup" in peers:
             lk = peers["ours_l1_lookup"]["p50_us"]  # measured in alternation with the peers

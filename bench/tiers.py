@@ -102,8 +102,27 @@ def measure(namespace: str, day: dt.date, n: int, n_l3: int) -> dict[str, Any]:
                    f" | L1 {res['l1_hit']['p50_us']:7.1f} | redis GET {res['floor_redis_get']['p50_us']:6.1f}"
                    f" | L2 {res['l2_hit']['p50_us']:7.1f} | L3 {res['l3_load']['p50_us']:8.1f} us"
                    f" | wrong tier {res['wrong_tier']}")
+    out["fhir"] = fhir_against_native(namespace, day, tok, n)
     out["l1_lookup"] = l1_lookup(n)
     return out
+
+
+def fhir_against_native(namespace: str, day: dt.date, tok: str, n: int) -> dict[str, Any]:
+    """The FHIR Slot search of `day` (every slot, one page) and the native free-slot list of
+    the same day, both L1 hits through the handler, interleaved."""
+    native = RouteBench(routes(day)[3], namespace, tok)
+    fhir = RouteBench({"name": "fhir_slots", "path": "/fhir/R4/Slot",
+                       "query": {"start": f"ge{day.isoformat()}", "_count": "500"}}, namespace, tok)
+    native.call()
+    fhir.call()
+    res = common.interleaved({"native_l1": (native.call, None), "fhir_l1": (fhir.call, None)}, n)
+    res["wrong_tier"] = {"native": native.check(None, "L1"), "fhir": fhir.check(None, "L1")}
+    res["bodies"] = {"native": len(native.body), "fhir": len(fhir.body)}
+    res["ratio"] = res["fhir_l1"]["p50_us"] / res["native_l1"]["p50_us"]
+    common.say(f"FHIR Slot search L1 hit {res['fhir_l1']['p50_us']:.1f} us ({len(fhir.body)} B) vs native slots"
+               f" {res['native_l1']['p50_us']:.1f} us ({len(native.body)} B): {res['ratio']:.2f}x"
+               f" | wrong tier {res['wrong_tier']}")
+    return res
 
 
 def l1_lookup_callable() -> Callable[[], Any]:
