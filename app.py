@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalice import Rate, Response
 
-from chalicelib import monitor, web
+from chalicelib import monitor, process_copy, web
 from chalicelib.api_app import ShapedErrorsChalice
 from chalicelib.booking import resources
 from chalicelib.fhir import routes as fhir_routes
@@ -32,6 +32,7 @@ else:
 app = ShapedErrorsChalice(app_name="hospital-booking", configure_logs=False)
 configure(app)
 web.bind(app)
+process_copy.install()  # a forked or restored copy starts as a new container
 fhir_routes.register(app)  # /fhir/R4 (docs/fhir.md)
 
 # "*/*": every Content-Type reaches the handler, so a wrong one gets the API's JSON 415, not Chalice's.

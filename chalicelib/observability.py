@@ -162,6 +162,11 @@ class CacheMetrics:
         self.stats_id = 0
         self.lock = threading.Lock()
 
+    def restart(self) -> None:
+        """In a forked or restored copy of the process: count from zero (the parent reports
+        what it counted before the copy)."""
+        self.__init__()  # type: ignore[misc]
+
     def flush(self) -> dict[str, Any]:
         """Emit the deltas since the previous flush; returns what was emitted."""
         from aws_lambda_powertools.metrics import MetricUnit

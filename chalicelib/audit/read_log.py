@@ -62,6 +62,11 @@ class ReadLog:
         self.owner: Optional[Settings] = None  # the settings (database) the pending events belong to
         self.lock = threading.Lock()
 
+    def forget_inherited(self) -> None:
+        """In a forked or restored copy of the process: drop the parent's buffered events
+        (the parent writes them; both writing them would record each read twice)."""
+        self.__init__(self.max_age_s, self.max_events, self.capacity)  # type: ignore[misc]
+
     def record(self, event: ReadEvent) -> None:
         """Buffer one read of the current request (dropped and counted when full)."""
         now = time.time()

@@ -72,6 +72,17 @@ def reset_cache() -> None:
         _cache = None
 
 
+def abandon_inherited_cache(keep: list[object]) -> None:
+    """In a forked or restored copy of the process: forget the parent's cache without
+    closing anything (its Redis sockets are the parent's too: closing them here would shut
+    them down under the parent); it goes to `keep`, so no finalizer ever runs. The next
+    request builds a cache of its own: new connections, tracking, coherence, statistics."""
+    global _cache, _cache_lock
+    if _cache is not None:
+        keep.append(_cache)
+    _cache, _cache_lock = None, threading.Lock()
+
+
 def _replay_quietly(cache: TieredCache) -> None:
     from chalicelib.booking.invalidation import replay_outbox
 

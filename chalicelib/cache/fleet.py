@@ -32,8 +32,21 @@ from chalicelib.cache.stats import COUNTERS
 log = logging.getLogger(__name__)
 
 VERSION = 1
-CONTAINER_ID = f"{os.getpid()}-{secrets.token_hex(4)}"
-"""This container's id, generated once per process (a Lambda container is one process)."""
+def _new_id() -> str:
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
+CONTAINER_ID = _new_id()
+"""This container's id: one per process (a Lambda container is one process), renewed in a
+copy of the process (`start_as_new_container`)."""
+
+
+def start_as_new_container() -> None:
+    """In a forked or restored copy of a process: a new id and publishing counts of its own
+    (its parent, or every other restored copy, keeps publishing under the old id)."""
+    global CONTAINER_ID
+    CONTAINER_ID = _new_id()
+    publisher.__init__()  # type: ignore[misc]  # in place: other modules hold the object
 
 
 def _env_seconds(name: str, default: float, low: float) -> float:

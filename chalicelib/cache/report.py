@@ -11,7 +11,8 @@ import time
 from typing import Any, Mapping, Optional, Sequence
 
 from chalicelib.cache import histogram
-from chalicelib.cache.fleet import CONTAINER_ID, FleetRead, Publisher
+from chalicelib.cache import fleet as fleet_state
+from chalicelib.cache.fleet import FleetRead, Publisher
 
 _started = time.time()
 
@@ -76,7 +77,7 @@ def stats_document(cache: Any, own: Mapping[str, Any], fleet_read: FleetRead, pu
     the database could not be read."""
     redis = _redis_state(cache, fleet_read)
     container = figures(own)
-    container["id"] = CONTAINER_ID
+    container["id"] = fleet_state.CONTAINER_ID
     container["l2"].update(state=redis["state"], breaker=redis["breaker"], memoryUsedBytes=redis["memoryUsedBytes"])
     container["tracking"] = redis["tracking"]
     container["publish"] = publisher.figures()

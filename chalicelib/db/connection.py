@@ -355,6 +355,15 @@ def close_all() -> None:
         replica.close_idle()
 
 
+def abandon_inherited_pools(keep: list[object]) -> None:
+    """In a forked or restored copy of the process: forget the parent's pools without
+    closing a connection (pg8000 would send Terminate on the parent's socket); they go to
+    `keep`, so no finalizer ever runs. New connections open on next use."""
+    global _pool, _replica, _pool_lock
+    keep.extend(p for p in (_pool, _replica) if isinstance(p, Pool))
+    _pool, _replica, _pool_lock = None, _NOT_READ, threading.Lock()
+
+
 @contextmanager
 def borrowed(source: Pool | None = None) -> Iterator[Session]:
     """A pooled connection (of `source`, the primary's pool by default) for the duration of
