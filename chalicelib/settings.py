@@ -427,6 +427,9 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, st
         oidc=_oidc(reader),
         shared_secret_tokens=reader.flag("AUTH_SHARED_SECRET_TOKENS", base.shared_secret_tokens),
     )
+    if not settings.shared_secret_tokens and not settings.oidc.enabled:
+        reader.refuse("AUTH_SHARED_SECRET_TOKENS", "needs AUTH_OIDC_ISSUER and AUTH_OIDC_AUDIENCE (an identity"
+                      " provider): without them no token could be accepted")
     _check_read_elsewhere(reader)
     reader.check()
     return settings

@@ -244,3 +244,35 @@ def test_xray_zip_answers_and_sends_segments(zip_check: ModuleType, xray_package
     result = zip_check.probe_package(XRAY_STAGE, xray_package_dir)
     assert result.ok, result.problems
     assert "aws_xray_sdk" in result.probe["modules"]["zip"]
+
+
+def test_prod_accepts_only_the_hospital_s_identity_provider(template: dict[str, Any]) -> None:
+    """The prod stage switches the development tokens off; the provider comes from parameters
+    a deployment must give (no default issuer or audience)."""
+    parameters = template["Parameters"]
+    assert "Default" not in parameters["OidcIssuer"] and "Default" not in parameters["OidcAudience"]
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["AUTH_OIDC_ISSUER"] == {"Ref": "OidcIssuer"}
+    assert variables["AUTH_OIDC_AUDIENCE"] == {"Ref": "OidcAudience"}
+    assert variables["AUTH_OIDC_JWKS_URL"] == {"Ref": "OidcJwksUrl"}
+    assert {variables[f"AUTH_{name}_CLAIM"]["Ref"] for name in ("TENANT", "ROLE", "PATIENT")} == {
+        "OidcTenantClaim", "OidcRoleClaim", "OidcPatientClaim"}
+    for name in FUNCTIONS:
+        assert template["Resources"][name]["Properties"]["Environment"]["Variables"]["AUTH_SHARED_SECRET_TOKENS"] == "0"
+
+
+def test_functions_reach_the_provider_s_keys_through_one_nat_gateway(template: dict[str, Any]) -> None:
+    (nat,) = resources(template, "AWS::EC2::NatGateway").values()
+    assert nat["Properties"]["SubnetId"] == {"Ref": "PublicSubnet"}
+    routes = resources(template, "AWS::EC2::Route")
+    assert routes["PrivateDefaultRoute"]["Properties"] == {
+        "RouteTableId": {"Ref": "PrivateRouteTable"}, "DestinationCidrBlock": "0.0.0.0/0",
+        "NatGatewayId": {"Ref": "NatGateway"}}
+    assert routes["PublicDefaultRoute"]["Properties"]["GatewayId"] == {"Ref": "InternetGateway"}
+    egress = template["Resources"]["FunctionSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    to_anywhere = [rule for rule in egress if rule["CidrIp"] == "0.0.0.0/0"]
+    assert [(rule["FromPort"], rule["ToPort"]) for rule in to_anywhere] == [(443, 443)]
+    subnets = resources(template, "AWS::EC2::Subnet")
+    assert subnets["PublicSubnet"]["Properties"]["MapPublicIpOnLaunch"] is False
+    functions_in = {json.dumps(s) for s in template["Globals"]["Function"]["VpcConfig"]["SubnetIds"]}
+    assert json.dumps({"Ref": "PublicSubnet"}) not in functions_in

@@ -25,7 +25,7 @@ DB_PASSWORD = "db-PASSWORD-never-shown"
 REDIS_PASSWORD = "redis-PASSWORD-never-shown"
 SECRETS = (SHORT_SECRET, DB_PASSWORD, REDIS_PASSWORD)
 SECRET_RULE = "must be at least 32 bytes (for example: openssl rand -base64 32)"
-RESOURCES = ("APPOINTMENTS, DASHBOARD, DEPARTMENTS, DOCTORS, FHIR_APPOINTMENT, FHIR_APPOINTMENTS, FHIR_PATIENT,"
+RESOURCES = ("APPOINTMENTS, DASHBOARD, DEPARTMENTS, DOCTORS, FHIR_APPOINTMENT, FHIR_APPOINTMENTS, FHIR_BULK, FHIR_PATIENT,"
              " FHIR_PATIENTS, FHIR_PRACTITIONER, FHIR_PRACTITIONERS, FHIR_SCHEDULE, FHIR_SCHEDULES, FHIR_SERVICE,"
              " FHIR_SERVICES, FHIR_SLOTS, PATIENTS, SLOTS")
 BOOLEANS = "must be one of 1, true, yes, on, 0, false, no, off"
@@ -55,6 +55,10 @@ CASES: dict[str, tuple[dict[str, str], list[str]]] = {
     "ssl-mode-and-port": ({"PGSSLMODE": "verify", "PGPORT": "5432x"},
                           ["PGPORT=5432x: must be a whole number from 1 to 65535",
                            "PGSSLMODE=verify: must be one of disable, allow, prefer, require, verify-full"]),
+    "shared-secret-tokens-off-without-provider": (
+        {"AUTH_SHARED_SECRET_TOKENS": "0"},
+        ["AUTH_SHARED_SECRET_TOKENS=0: needs AUTH_OIDC_ISSUER and AUTH_OIDC_AUDIENCE (an identity provider): without"
+         " them no token could be accepted"]),
     "cache-numbers": ({"CACHE_TTL_SLOTS": "-1", "CACHE_NAMESPACE": "hb:x", "STATS_EXPIRY": "0"},
                       ["CACHE_NAMESPACE=hb:x: must be 1 to 64 letters, digits, '_', '-' or '.'",
                        "CACHE_TTL_SLOTS=-1: must be a number of seconds from 0 to 518400",

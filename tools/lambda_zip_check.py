@@ -12,7 +12,11 @@ AWS_REGION, AWS_EXECUTION_ENV, LAMBDA_TASK_ROOT, ...) plus the stage's variables
 packaged template (the secrets' ARNs left out), DATABASE_URL and REDIS_URL on ports where
 nothing listens and a random 48-byte AUTH_SECRET. The probe times the cold `import app` and
 sends REST proxy events through `app.app(event, context)`: /api/openapi.json must answer
-200, /api/health 503 and /api/departments?clientId=1 with a valid token 503, all JSON.
+200, /api/health 503 and /api/departments?clientId=1 with a valid token 503, all JSON. A
+stage that accepts only its identity provider's tokens (AUTH_SHARED_SECRET_TOKENS=0, as
+prod) gets a stand-in provider: the template's OIDC parameters are filled in, the probe
+serves a JWKS on loopback and signs an ES256 token with the zip's own PyJWT and
+cryptography (503 expected), and a development token must be refused (401).
 Every .py of the zip must have its .pyc beside it (infra/package.sh compiles them), and no
 module the probe loads from the zip may be compiled from source.
 
@@ -84,12 +88,29 @@ def build(stage: str, out: Path) -> float:
     return time.perf_counter() - started
 
 
-def stage_environment(template: dict[str, Any]) -> dict[str, str]:
+# What a deployment passes for the template's parameters without a default (the identity
+# provider): the probe stands in for that provider (tools/lambda_zip_probe.py).
+PROBE_PARAMETERS = {"OidcIssuer": "https://login.example.org/hospital", "OidcAudience": "hospital-booking-probe"}
+
+
+def stage_environment(template: dict[str, Any], jwks_url: str) -> dict[str, str]:
     """The API function's variables in the packaged template: Globals then its own, plain
-    strings only (references to resources cannot resolve here), the secrets' ARNs left out."""
+    strings and parameters (their defaults, PROBE_PARAMETERS, and `jwks_url`, the probe's
+    own key set, for OidcJwksUrl); references to resources cannot resolve here and are left
+    out, as are the secrets' ARNs."""
     merged = {**template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}),
               **template["Resources"]["APIHandler"]["Properties"].get("Environment", {}).get("Variables", {})}
-    return {k: v for k, v in merged.items() if isinstance(v, str) and not k.endswith("_SECRET_ARN")}
+    parameters = {name: spec.get("Default") for name, spec in template.get("Parameters", {}).items()}
+    parameters.update(PROBE_PARAMETERS, OidcJwksUrl=jwks_url)
+    resolved = {k: parameters.get(v["Ref"]) if isinstance(v, dict) and "Ref" in v else v for k, v in merged.items()}
+    return {k: v for k, v in resolved.items() if isinstance(v, str) and not k.endswith("_SECRET_ARN")}
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for the probe's own JWKS server)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def closed_port(stack: ExitStack) -> int:
@@ -210,8 +231,10 @@ def probe_package(stage: str, package: Path, verbose: bool = False, runs: int = 
         result.sources, result.sources_without_bytecode = sources_without_bytecode(task_root)
         runtime_dir = runtime_sdk_dir(scratch) if result.xray else None
         template = json.loads((package / "sam.json").read_text())
-        env = lambda_environment(task_root, stage_environment(template), closed_port(stack),
-                                 closed_port(stack), runtime_dir)
+        jwks_port = free_port()
+        env = lambda_environment(task_root, stage_environment(template, f"http://127.0.0.1:{jwks_port}/jwks"),
+                                 closed_port(stack), closed_port(stack), runtime_dir)
+        env["PROBE_JWKS_PORT"] = str(jwks_port)
         for run in range(max(1, runs)):
             found, output = probe(task_root, env, scratch / f"result{run}.json")
             result.probe = result.probe or found

@@ -99,11 +99,44 @@ def invoke(app_module: Any, name: str, event: dict[str, Any], expect_status: int
 
 
 def sign_token(secret: str) -> str:
-    """An admin token for tenant 1, signed with the zip's own PyJWT."""
+    """A development admin token for tenant 1, signed with the zip's own PyJWT."""
     import jwt
 
     claims = {"sub": "lambda-zip-probe", "tenant": 1, "role": "admin", "exp": int(time.time()) + 600}
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def provider_token(port: int) -> str:
+    """An ES256 admin token of the stage's identity provider (AUTH_OIDC_*), signed with a key
+    made here, whose JWKS this process serves on loopback `port` (the zip's own PyJWT and
+    cryptography do the work)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())), "kid": "probe", "alg": "ES256"}
+    document = json.dumps({"keys": [jwk]}).encode()
+
+    class Keys(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(document)))
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", port), Keys)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    now = int(time.time())
+    claims = {"iss": os.environ["AUTH_OIDC_ISSUER"], "aud": os.environ["AUTH_OIDC_AUDIENCE"], "sub": "zip-probe",
+              "tenant": 1, "role": "admin", "iat": now, "exp": now + 600}
+    return jwt.encode(claims, key, algorithm="ES256", headers={"kid": "probe"})
 
 
 def xray_datagrams(sock: Optional[socket.socket]) -> list[str]:
@@ -190,7 +223,9 @@ def main(result_path: str) -> int:
         return 1
     result["import_ms"] = round((time.perf_counter() - started) * 1000, 1)
     result["tracing_at_import"] = "aws_xray_sdk" in sys.modules
-    token = sign_token(os.environ["AUTH_SECRET"])
+    development = sign_token(os.environ["AUTH_SECRET"])
+    provider_only = os.environ.get("AUTH_SHARED_SECRET_TOKENS") == "0"
+    token = provider_token(int(os.environ["PROBE_JWKS_PORT"])) if provider_only else development
     result["checks"] = [
         invoke(app, "openapi 200", rest_event("/api/openapi.json"), 200, ("openapi", "paths")),
         invoke(app, "health 503 (database unreachable)", rest_event("/api/health"), 503,
@@ -199,6 +234,10 @@ def main(result_path: str) -> int:
                rest_event("/api/departments", {"clientId": "1"}, {"Authorization": f"Bearer {token}"}),
                503, ("error",)),
     ]
+    if provider_only:
+        result["checks"].append(invoke(app, "departments 401 (a development token, refused by this stage)",
+                                       rest_event("/api/departments", {"clientId": "1"},
+                                                  {"Authorization": f"Bearer {development}"}), 401, ("error",)))
     result["modules"] = module_origins(runtime_dir)
     in_zip = TASK_ROOT + os.sep
     result["zip_modules_loaded"] = sum((getattr(m, "__file__", None) or "").startswith(in_zip)
