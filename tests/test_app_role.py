@@ -130,7 +130,8 @@ def test_the_view_refresh_job_works_as_the_app_role(app_env):
 
 def test_the_slot_extension_job_works_as_the_app_role(app_env):
     from chalicelib.db.connection import connect
-    from chalicelib.jobs.slots import extend_slots, run_scheduled_extension
+    from chalicelib.booking.slot_plan import extend_slots
+    from chalicelib.jobs.slots import run_scheduled_extension
     from chalicelib.settings import get_settings
 
     assert set(run_scheduled_extension()) == {"inserted", "idempotencyKeysPurged"}

@@ -11,7 +11,7 @@ from typing import Iterator
 import pg8000.native
 import pytest
 
-from chalicelib.jobs.slots import extend_slots
+from chalicelib.booking.slot_plan import extend_slots
 from tests.conftest import database_connection
 
 ZONES = {1: "Europe/Berlin", 2: "Australia/Adelaide"}

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pg8000.native
 import pytest
 
-from chalicelib.jobs.slots import extend_slots
+from chalicelib.booking.slot_plan import extend_slots
 from tests.conftest import database_connection
 from tests.data_finders import wait_clear_of_local_midnight
 

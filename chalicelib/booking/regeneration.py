@@ -22,7 +22,7 @@ import orjson
 from chalicelib.booking.queries import APPOINTMENT_JOINS, appointment_json_sql
 from chalicelib.db import connection as db
 from chalicelib.http import ApiError
-from chalicelib.jobs.slots import OFFER_AGAIN_SQL, PLANNED_SLOTS
+from chalicelib.booking.slot_plan import OFFER_AGAIN_SQL, PLANNED_SLOTS
 from chalicelib.settings import get_settings
 
 # The doctor row (serializes regenerations of one doctor) with NO KEY UPDATE, so a booking's

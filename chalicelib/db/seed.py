@@ -1,4 +1,11 @@
-"""Deterministic demo data, generated inside PostgreSQL with set-based statements.
+"""Deterministic demo data.
+
+The catalog goes in as a hospital's administrator puts it in: departments, doctors and
+their weekly working hours through the schedule-management functions of the admin API
+(chalicelib/booking/schedules.py: the same validation, the same slot regeneration), the
+rest of the slots through the domain's slot generation (chalicelib/booking/slot_plan.py).
+Patients and the appointment history are generated inside PostgreSQL with set-based
+statements (tens of thousands of rows; a history cannot be booked in the past).
 
 Every pseudo-random choice is a hash of (seed, entity key, purpose), never random(), so
 the same seed loaded on the same day gives identical rows whatever the query plan.
@@ -12,9 +19,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import orjson
 import pg8000.native
 
-from chalicelib.jobs.slots import extend_slots
+from chalicelib.booking import schedules
+from chalicelib.booking.admin_models import DepartmentBody, DoctorBody, DoctorChange, WorkingHoursBody, WorkingPeriod
+from chalicelib.booking.slot_plan import extend_slots
 
 
 class SeedRefused(Exception):
@@ -130,18 +140,16 @@ FROM seed_tenant
 """
 
 # Department k of tenant t is catalog entry ((t - 1) * 3 + k - 1) mod n, so tenants differ.
-_DEPARTMENT_SQL = """
-INSERT INTO department (tenant_id, id, name)
-SELECT st.tenant_id, (st.tenant_id - 1) * CAST(:per_tenant AS integer) + k,
+_DEPARTMENT_PLAN_SQL = """
+SELECT st.tenant_id,
        (CAST(:names AS text[]))[((st.tenant_id - 1) * 3 + k - 1) % cardinality(CAST(:names AS text[])) + 1]
 FROM seed_tenant st CROSS JOIN generate_series(1, CAST(:per_tenant AS integer)) AS k
+ORDER BY st.tenant_id, k
 """
 
-_DOCTOR_SQL = """
-INSERT INTO doctor (tenant_id, id, department_id, name, specialty, active)
-SELECT d.tenant_id,
-       row_number() OVER (ORDER BY d.tenant_id, d.id, k),
-       d.id,
+# Doctors of each department (in creation order), their specialty, and whether active.
+_DOCTOR_PLAN_SQL = """
+SELECT d.tenant_id, d.id,
        'Dr. ' || (CAST(:first AS text[]))[1 + floor(pg_temp.seed_u(:seed, d.id || ':' || k || ':first')
                                                     * cardinality(CAST(:first AS text[])))::integer]
        || ' ' || (CAST(:last AS text[]))[1 + floor(pg_temp.seed_u(:seed, d.id || ':' || k || ':last')
@@ -153,12 +161,12 @@ JOIN seed_tenant st ON st.tenant_id = d.tenant_id
 JOIN unnest(CAST(:dept_names AS text[]), CAST(:specialties AS text[])) AS c(name, specialty) ON c.name = d.name
 CROSS JOIN LATERAL generate_series(
     1, st.weight * CAST(:per_weight AS integer) + floor(pg_temp.seed_u(:seed, d.id || ':doctors') * 2)::integer) AS k
+ORDER BY d.tenant_id, d.id, k
 """
 
 # Mon-Fri 08-12 and 13-17 in 20- or 30-minute slots; some doctors take one weekday off,
-# some also work Saturday 09-12.
-_WORKING_HOURS_SQL = """
-INSERT INTO working_hours (tenant_id, doctor_id, weekday, starts, ends, slot_minutes)
+# some also work Saturday 09-12. One row per (doctor, period), by doctor.
+_WORKING_HOURS_PLAN_SQL = """
 SELECT doc.tenant_id, doc.id, wd, b.starts, b.ends, p.slot_minutes
 FROM doctor doc
 CROSS JOIN LATERAL (
@@ -171,6 +179,7 @@ CROSS JOIN generate_series(1, 6) AS wd
 CROSS JOIN (VALUES (time '08:00', time '12:00', false), (time '13:00', time '17:00', false),
                    (time '09:00', time '12:00', true)) AS b(starts, ends, sat)
 WHERE wd <> p.day_off AND ((wd <= 5 AND NOT b.sat) OR (wd = 6 AND b.sat AND p.saturday))
+ORDER BY doc.tenant_id, doc.id, wd, b.starts
 """
 
 _PATIENT_SQL = """
@@ -344,28 +353,66 @@ def _generate(conn: pg8000.native.Connection, plan: _Plan, seed: int, report: Ca
     conn.run(_SEED_TENANT_SQL, names=[t[0] for t in plan.tenants], zones=[t[1] for t in plan.tenants],
              weights=[t[2] for t in plan.tenants], ppw=plan.patients_per_weight)
     step("tenant", _TENANT_SQL)
-    step("department", _DEPARTMENT_SQL, per_tenant=plan.departments, names=[d[0] for d in _DEPARTMENTS])
-    step("doctor", _DOCTOR_SQL, seed=seed, first=list(_FIRST_NAMES), last=list(_LAST_NAMES),
-         dept_names=[d[0] for d in _DEPARTMENTS], specialties=[d[1] for d in _DEPARTMENTS],
-         per_weight=plan.doctors_per_weight)
-    step("working_hours", _WORKING_HOURS_SQL, seed=seed)
+    _catalog(conn, plan, seed, report)
     report(f"slot ({_load_slots(conn, plan)} rows)")
     step("patient", _PATIENT_SQL, seed=seed, first=list(_FIRST_NAMES), last=list(_LAST_NAMES))
     step("appointment", _APPOINTMENT_SQL, seed=seed, past_fill=plan.past_fill, now_fill=plan.now_fill,
          future_fill=plan.future_fill, rebook_rate=plan.rebook_rate, reasons=list(_REASONS),
          cancel_reasons=list(_CANCEL_REASONS))
-    for table in ("department", "doctor", "patient", "slot", "appointment"):
+    for table in ("patient", "appointment"):
         seq = f"{table}_id_seq"
         conn.run(f"SELECT setval('{seq}', (SELECT coalesce(max(id), 0) + 1 FROM {table}), false)")
     conn.run("DROP FUNCTION pg_temp.seed_u(integer, text), pg_temp.seed_status(text, double precision)")
     conn.run("DROP TABLE seed_tenant")
 
 
+def _catalog(conn: pg8000.native.Connection, plan: _Plan, seed: int, report: Callable[[str], None]) -> None:
+    """Departments, doctors and working hours through the admin API's functions, as an
+    administrator would enter them (a doctor who is not active is deactivated before their
+    hours go in, so none of their slots is ever offered). The hours' regeneration offers
+    the slots of the horizon; `_load_slots` adds the past days."""
+    for tenant, name in conn.run(_DEPARTMENT_PLAN_SQL, per_tenant=plan.departments,
+                                 names=[d[0] for d in _DEPARTMENTS]):
+        schedules.create_department(conn, DepartmentBody(clientId=tenant, name=name))
+    report(f"department ({plan.departments} per tenant)")
+    doctors = conn.run(_DOCTOR_PLAN_SQL, seed=seed, first=list(_FIRST_NAMES), last=list(_LAST_NAMES),
+                       dept_names=[d[0] for d in _DEPARTMENTS], specialties=[d[1] for d in _DEPARTMENTS],
+                       per_weight=plan.doctors_per_weight)
+    for tenant, department, name, specialty, active in doctors:
+        created = schedules.create_doctor(conn, DoctorBody(clientId=tenant, name=name, departmentId=department,
+                                                           specialty=specialty))
+        if not active:
+            doctor = orjson.loads(created.body)["doctor"]["id"]
+            schedules.change_doctor(conn, doctor, DoctorChange(clientId=tenant, active=False))
+    report(f"doctor ({len(doctors)} rows)")
+    hours: dict[tuple[int, int], list[WorkingPeriod]] = {}
+    for tenant, doctor, weekday, starts, ends, minutes in conn.run(_WORKING_HOURS_PLAN_SQL, seed=seed):
+        hours.setdefault((tenant, doctor), []).append(WorkingPeriod(
+            weekday=weekday, start=starts.strftime("%H:%M"), end=ends.strftime("%H:%M"), slotMinutes=minutes))
+    for (tenant, doctor), periods in hours.items():
+        schedules.replace_working_hours(conn, doctor, WorkingHoursBody(clientId=tenant, hours=periods))
+    report(f"working_hours ({sum(len(p) for p in hours.values())} rows), slots of the horizon")
+
+
+# Slot ids in (tenant, doctor, start) order, whichever statement offered each slot (the
+# regenerations offer only slots after now(), the extension the rest): the same seed on the
+# same day gives the same ids at any time of day. Two steps, as ids must stay unique.
+_RENUMBER_SLOTS_SQL = (
+    """UPDATE slot s SET id = -r.n
+       FROM (SELECT tenant_id, id, row_number() OVER (ORDER BY tenant_id, doctor_id, starts_at) AS n FROM slot) r
+       WHERE s.tenant_id = r.tenant_id AND s.id = r.id""",
+    "UPDATE slot SET id = -id",
+    "SELECT setval('slot_id_seq', (SELECT coalesce(max(id), 0) + 1 FROM slot), false)",
+)
+
+
 def _load_slots(conn: pg8000.native.Connection, plan: _Plan) -> int:
-    """Slots from past_days before each tenant's today through today + future_days."""
+    """Slots from past_days before each tenant's today through today + future_days (those
+    the working hours' regeneration offered already stay), numbered in a fixed order."""
     tenants = conn.run("SELECT tenant_id, today FROM seed_tenant ORDER BY tenant_id")
-    return sum(
+    for tenant_id, today in tenants:
         extend_slots(conn, horizon_days=plan.future_days,
                      start_day=today - datetime.timedelta(days=plan.past_days), tenant_id=tenant_id)
-        for tenant_id, today in tenants
-    )
+    for sql in _RENUMBER_SLOTS_SQL:
+        conn.run(sql)
+    return int(conn.run("SELECT count(*) FROM slot")[0][0])
