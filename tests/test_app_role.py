@@ -14,8 +14,7 @@ import pytest
 
 from chalicelib.db import migrate
 from chalicelib.db.connection import connection_arguments
-from tests.conftest import AppEnv, _delete_namespace, admin_connection, admin_settings, drop_database, \
-    seeded_database
+from tests.conftest import AppEnv, _delete_namespace, admin_connection, admin_settings, drop_database, seeded_database
 from tests.data_finders import new_patient
 from tests.helpers_servers import free_future_slots, patched_environ
 
@@ -129,13 +128,13 @@ def test_the_view_refresh_job_works_as_the_app_role(app_env):
 
 
 def test_the_slot_extension_job_works_as_the_app_role(app_env):
-    from chalicelib.db.connection import connect
     from chalicelib.booking.slot_plan import extend_slots
+    from chalicelib.db.connection import connect
     from chalicelib.jobs.slots import run_scheduled_extension
     from chalicelib.settings import get_settings
 
     assert set(run_scheduled_extension()) == {"inserted", "idempotencyKeysPurged"}
-    conn = connect()
+    conn = connect(statement_timeout_ms=get_settings().refresh_timeout_ms)  # as the job connects
     try:
         # A week past the horizon holds every weekday, so some doctor works on one of them.
         assert extend_slots(conn, get_settings().slot_horizon_days + 7) > 0
