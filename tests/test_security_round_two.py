@@ -60,12 +60,14 @@ def test_a_replayed_answer_never_reaches_another_patient_sharing_the_sub(client,
     """The audit's reproduction: patient 5 reschedules with a key; patient 6, whose token
     carries the same `sub`, sends the same request and key."""
     first, second = new_patients(app_env.sql, count=2)
-    (slot_a, _, _), (slot_b, _, _) = free_future_slots(app_env, limit=2)
+    # Two slots of one doctor: never at the same time, so one patient may hold both.
+    (slot_a, _, _), (slot_b, _, _) = free_future_slots(app_env, limit=2, min_per_group=2)
     appointment = _book_for(client, first, slot_a)
     path = f"/api/appointments/{appointment}/reschedule"
     body = json.dumps({"clientId": 1, "slotId": slot_b})
     key = f"resched-{uuid.uuid4()}"
-    mine = client.http.post(path, body=body, headers=_bearer(_patient_token(first, "shared"), **{"Idempotency-Key": key}))
+    mine = client.http.post(path, body=body,
+                            headers=_bearer(_patient_token(first, "shared"), **{"Idempotency-Key": key}))
     assert mine.status_code == 200, mine.body
     theirs = client.http.post(path, body=body,
                               headers=_bearer(_patient_token(second, "shared"), **{"Idempotency-Key": key}))
@@ -77,7 +79,8 @@ def test_a_replayed_answer_never_reaches_another_patient_sharing_the_sub(client,
                              headers=_bearer(_patient_token(second, "shared"), **{"Idempotency-Key": key}))
     assert probe.status_code == 404, probe.body
     # The owner's retry still gets the first answer.
-    again = client.http.post(path, body=body, headers=_bearer(_patient_token(first, "shared"), **{"Idempotency-Key": key}))
+    again = client.http.post(path, body=body,
+                             headers=_bearer(_patient_token(first, "shared"), **{"Idempotency-Key": key}))
     assert again.status_code == 200 and again.json_body == mine.json_body
 
 
@@ -89,9 +92,11 @@ def test_live_idempotency_keys_per_principal_are_capped(client, app_env):
     cap = max_live_keys("patient")
     body = json.dumps({"clientId": 1, "slotId": slot, "patientId": patient})
     for n in range(cap):
-        answer = client.http.post("/api/appointments", body=body, headers=_bearer(token, **{"Idempotency-Key": f"k{n}"}))
+        answer = client.http.post("/api/appointments", body=body,
+                                  headers=_bearer(token, **{"Idempotency-Key": f"k{n}"}))
         assert answer.status_code == 409, (n, answer.body)
-    refused = client.http.post("/api/appointments", body=body, headers=_bearer(token, **{"Idempotency-Key": "one-more"}))
+    refused = client.http.post("/api/appointments", body=body,
+                               headers=_bearer(token, **{"Idempotency-Key": "one-more"}))
     assert refused.status_code == 429 and refused.json_body["error"]["code"] == "too_many_idempotency_keys"
     assert 0 < int(refused.headers["Retry-After"]) <= 24 * 3600
     # A key already held is still replayed, and a request without a key still runs.
