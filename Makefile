@@ -5,13 +5,14 @@ PY := $(VENV)/bin/python
 ENV = eval "$$($(PY) tools/localenv.py)"
 PORT ?= 8000
 
-.PHONY: run test stop localstack-test zip-check venv migrate seed package bench bench-quick clean
+.PHONY: run test lint lock stop localstack-test zip-check venv migrate seed package bench bench-quick clean
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-xray.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-xray.txt requirements-dev.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt -c requirements-dev.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
 run: venv
@@ -27,6 +28,17 @@ run: venv
 
 test: venv
 	@$(ENV) && $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# ruff (pycodestyle, pyflakes, import order) over everything, mypy over the shipped code;
+# both configured in pyproject.toml.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# Rewrite requirements-dev.lock from the current .venv (after changing requirements-dev.txt).
+lock: venv
+	{ sed -n '1,3p' requirements-dev.lock; $(PY) -m pip freeze --exclude-editable --disable-pip-version-check; } > requirements-dev.lock.new
+	mv requirements-dev.lock.new requirements-dev.lock
 
 # The AWS-facing tests against real LocalStack (installed once into .local/localstack-venv).
 localstack-test: venv

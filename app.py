@@ -1,4 +1,4 @@
-"""Routes and schedules only: parse the request, call a service, return its response."""
+"""Routes and schedules only: parse the request, call a service, answer its result."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -8,8 +8,9 @@ from chalice import Rate, Response
 from chalicelib import monitor, process_copy, web
 from chalicelib.api_app import ShapedErrorsChalice
 from chalicelib.booking import resources
+from chalicelib.booking.caching import built_cache
 from chalicelib.fhir import routes as fhir_routes
-from chalicelib.http import ApiError, json_response, parse_json_body
+from chalicelib.http import ApiError, json_response, parse_json_body, write_response
 from chalicelib.lazy import lazy_module
 from chalicelib.observability import configure, log_scheduled
 
@@ -30,7 +31,7 @@ else:
 
 # Chalice, with its own errors (wrong method, ...) answered in the API's error shape.
 app = ShapedErrorsChalice(app_name="hospital-booking", configure_logs=False)
-configure(app)
+configure(app, current_cache=built_cache)
 web.bind(app)
 process_copy.install()  # a forked or restored copy starts as a new container
 fhir_routes.register(app)  # /fhir/R4 (docs/fhir.md)
@@ -42,7 +43,7 @@ BULK_BODY_BYTES = 256 * 1024
 
 
 def _json_body(max_bytes: int = 16 * 1024) -> dict[str, Any]:
-    request = app.current_request
+    request = web.request()
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise ApiError(415, "Send the body as Content-Type: application/json.", code="unsupported_media_type")
@@ -51,8 +52,8 @@ def _json_body(max_bytes: int = 16 * 1024) -> dict[str, Any]:
 
 def _admin_write(action: Any, *path: str, max_bytes: int = 16 * 1024) -> Response:
     """A schedule-management write: the caller, the path's ids, the body and its Idempotency-Key."""
-    headers = app.current_request.headers
-    return action(web.principal(headers), *path, _json_body(max_bytes), headers.get("idempotency-key"))
+    headers = web.request().headers
+    return write_response(action(web.principal(headers), *path, _json_body(max_bytes), headers.get("idempotency-key")))
 
 
 @app.route("/api/health")
@@ -100,31 +101,31 @@ def appointment_list() -> Response:
 @app.route("/api/appointments", methods=["POST"], content_types=JSON_TYPES)
 @web.endpoint
 def book() -> Response:
-    headers = app.current_request.headers
+    headers = web.request().headers
     caller = web.principal(headers)
-    return service.book(caller, _json_body(), headers.get("idempotency-key"))
+    return write_response(service.book(caller, _json_body(), headers.get("idempotency-key")))
 
 
 @app.route("/api/appointments/{appointment_id}/cancel", methods=["POST"], content_types=JSON_TYPES)
 @web.endpoint
 def cancel(appointment_id: str) -> Response:
-    caller = web.principal(app.current_request.headers)
-    return service.cancel(caller, appointment_id, _json_body())
+    caller = web.principal(web.request().headers)
+    return write_response(service.cancel(caller, appointment_id, _json_body()))
 
 
 @app.route("/api/appointments/{appointment_id}/reschedule", methods=["POST"], content_types=JSON_TYPES)
 @web.endpoint
 def reschedule(appointment_id: str) -> Response:
-    headers = app.current_request.headers
+    headers = web.request().headers
     caller = web.principal(headers)
-    return service.reschedule(caller, appointment_id, _json_body(), headers.get("idempotency-key"))
+    return write_response(service.reschedule(caller, appointment_id, _json_body(), headers.get("idempotency-key")))
 
 
 @app.route("/api/appointments/{appointment_id}/status", methods=["POST"], content_types=JSON_TYPES)
 @web.endpoint
 def set_status(appointment_id: str) -> Response:
-    caller = web.principal(app.current_request.headers)
-    return service.set_status(caller, appointment_id, _json_body())
+    caller = web.principal(web.request().headers)
+    return write_response(service.set_status(caller, appointment_id, _json_body()))
 
 
 @app.route("/api/admin/departments", methods=["POST"], content_types=JSON_TYPES)
@@ -166,9 +167,10 @@ def add_absence(doctor_id: str) -> Response:
 @app.route("/api/admin/doctors/{doctor_id}/absences/{absence_id}", methods=["DELETE"])
 @web.endpoint
 def remove_absence(doctor_id: str, absence_id: str) -> Response:
-    request = app.current_request
-    return admin_service.remove_absence(web.principal(request.headers), doctor_id, absence_id,
-                                        dict(request.query_params or {}), request.headers.get("idempotency-key"))
+    request = web.request()
+    return write_response(admin_service.remove_absence(web.principal(request.headers), doctor_id, absence_id,
+                                                       dict(request.query_params or {}),
+                                                       request.headers.get("idempotency-key")))
 
 
 @app.route("/api/admin/patients", methods=["POST"], content_types=JSON_TYPES)
@@ -204,14 +206,14 @@ def dashboard() -> Response:
 @app.route("/api/audit")
 @web.endpoint
 def audit_trail() -> Response:
-    request = app.current_request
+    request = web.request()
     return audit_log.audit_page(web.principal(request.headers), dict(request.query_params or {}))
 
 
 @app.route("/api/cache/stats")
 @web.endpoint
 def cache_stats() -> Response:
-    return web.cache_stats(web.principal(app.current_request.headers))
+    return web.cache_stats(web.principal(web.request().headers))
 
 
 @app.route("/monitor")

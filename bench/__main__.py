@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     results: dict[str, Any] = {"meta": {
-        "mode": profile_name, "complete": only == set(SECTIONS), "timestamp": stamp, "cpus": os.cpu_count(), "python": platform.python_version(),
+        "mode": profile_name, "complete": only == set(SECTIONS), "timestamp": stamp, "cpus": os.cpu_count(),
+        "python": platform.python_version(),
         "chalice": chalice.__version__, "redis_py": redis.__version__, "pg8000": pg8000.__version__,
         "loadavg_start": [round(x, 2) for x in os.getloadavg()], "profile": p, "notes": []}}
     errors: dict[str, str] = {}
@@ -97,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     day = common.next_day_with_free_slots(1)
     common.say(f"slots and lists read for {day}, the first day after today with free slots")
     try:
-        tiers = section("tiers", lambda: __import__("bench.tiers", fromlist=["x"]).measure(namespace, day, p["n"], p["n_l3"]))
+        tiers = section("tiers", lambda: __import__("bench.tiers", fromlist=["x"]).measure(
+            namespace, day, p["n"], p["n_l3"]))
         results["tiers"] = tiers
         slots_body = "x" * 2000
         sample_l2 = b"x" * 2000
@@ -121,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             ours_l2=l2_lookup_case(day)))
         results["redis_health"] = section("redis", lambda: __import__("bench.redis_health", fromlist=["x"]).measure(
             namespace, p["redis_n"], sample_l2))
-        results["booking"] = section("booking", lambda: __import__("bench.booking", fromlist=["x"]).measure(small, p["booking"]))
+        results["booking"] = section("booking", lambda: __import__("bench.booking", fromlist=["x"]).measure(
+            small, p["booking"]))
         results["coldstart"] = section("coldstart", lambda: __import__("bench.coldstart", fromlist=["x"]).measure(
             namespace, p["cold_runs"]))
         results["http"] = section("http", lambda: __import__("bench.http", fromlist=["x"]).measure(
@@ -130,10 +133,12 @@ def main(argv: list[str] | None = None) -> int:
             p["n"], 3.0 if profile_name == "quick" else 10.0))
         results["workload"] = section("workload", lambda: __import__("bench.workload", fromlist=["x"]).run(
             small, namespace, p["processes"], p["duration"], p["warmup"]))
-        results["workload_cluster"] = section("cluster", lambda: __import__("bench.workload", fromlist=["x"]).run_on_cluster(
-            small, common.new_namespace(), p["processes"], p["duration"], p["warmup"]))
-        results["workload_replica"] = section("replica", lambda: __import__("bench.workload", fromlist=["x"]).run_with_replica(
-            p["processes"], p["duration"], p["warmup"]))
+        results["workload_cluster"] = section(
+            "cluster", lambda: __import__("bench.workload", fromlist=["x"]).run_on_cluster(
+                small, common.new_namespace(), p["processes"], p["duration"], p["warmup"]))
+        results["workload_replica"] = section(
+            "replica", lambda: __import__("bench.workload", fromlist=["x"]).run_with_replica(
+                p["processes"], p["duration"], p["warmup"]))
 
         def large() -> Any:
             info = common.ensure_large()
@@ -181,7 +186,8 @@ def self_test() -> int:
         common.drop_database(small)
     caught = result["violations"] > 0
     print(f"{'PASS' if caught else 'FAIL'}  staleness checker self-test (invalidation off): {result['violations']}"
-          f" violations detected in {result['staleness_checks']} checked reads; samples {result['violation_samples'][:2]}")
+          f" violations detected in {result['staleness_checks']} checked reads;"
+          f" samples {result['violation_samples'][:2]}")
     return 0 if caught else 1
 
 

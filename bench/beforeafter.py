@@ -12,8 +12,8 @@ from bench.tiers import x_cache
 def measure(database: str, namespace: str, n_live: int, n_view: int, n_hit: int) -> dict[str, Any]:
     import app as app_module
     from chalicelib.booking import queries
-    from chalicelib.booking.models import AppointmentListQuery
     from chalicelib.booking.caching import get_cache
+    from chalicelib.booking.models import AppointmentListQuery
 
     common.use_database(database, namespace)
     tenant = 1

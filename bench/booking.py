@@ -67,6 +67,7 @@ def measure(database: str, n: int, tenant: int = 2) -> dict[str, Any]:
     res["txn_only_statuses"] = direct_status
     common.say(f"booking POST p50 {res['booking']['p50_us']:.0f} us p99 {res['booking']['p99_us']:.0f} us |"
                f" bare INSERT txn p50 {res['floor_insert_txn']['p50_us']:.0f} us"
-               + (f" | commands.book transaction alone p50 {res['txn_only']['p50_us']:.0f} us" if "txn_only" in res else "")
+               + (f" | commands.book transaction alone p50 {res['txn_only']['p50_us']:.0f} us"
+                  if "txn_only" in res else "")
                + f" | statuses {statuses}")
     return res

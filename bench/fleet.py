@@ -40,8 +40,8 @@ def _l1_hit_call() -> tuple[Any, Any]:
 
 def measure(n: int = 2000, run_s: float = 6.0) -> dict[str, Any]:
     """Publish cost, requests per publish, and the L1-hit request with/without publishing."""
-    from chalicelib.cache import fleet
     from chalicelib.booking.caching import get_cache
+    from chalicelib.cache import fleet
     from chalicelib.observability import request_scope
 
     call, _ = _l1_hit_call()

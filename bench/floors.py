@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from bench import common
-from bench.trivial_app import BODY, app as trivial
+from bench.trivial_app import BODY
+from bench.trivial_app import app as trivial
 
 
 def trivial_route_call(body: str, query: Optional[dict[str, str]] = None) -> Callable[[], Any]:

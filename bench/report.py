@@ -68,13 +68,15 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         add("L2-hit request <= floor + 1.2x raw redis GET, and faster than every peer's Redis hit", ok2,
             f"worst {worst2}: {_f(l2[worst2][0])} vs bound {_f(l2[worst2][1])} = {ratios2[worst2]:.2f}x of bound ("
             + ", ".join(f"{k} {v:.2f}x" for k, v in ratios2.items()) + "); get_or_load L2 hit (slots) "
-            + (f"{_f(ours_l2)} vs peers " + ", ".join(f"{k} {_f(v)} ({ours_l2 / v:.2f}x)" for k, v in peer_redis.items())
+            + (f"{_f(ours_l2)} vs peers "
+               + ", ".join(f"{k} {_f(v)} ({ours_l2 / v:.2f}x)" for k, v in peer_redis.items())
                if ours_l2 is not None else "not measured"))
     ba = r.get("beforeafter")
     if ba:
         speed = ba["dashboard_live"]["p50_us"] / ba["dashboard_l1_hit"]["p50_us"]
         add("dashboard L1 hit >= 1000x faster than live aggregation (large)", speed >= 1000,
-            f"live {_f(ba['dashboard_live']['p50_us'])} / L1 hit {_f(ba['dashboard_l1_hit']['p50_us'])} = {speed:,.0f}x")
+            f"live {_f(ba['dashboard_live']['p50_us'])} / L1 hit {_f(ba['dashboard_l1_hit']['p50_us'])}"
+            f" = {speed:,.0f}x")
     w = r.get("workload")
     if w:
         add("workload hit rate >= 95%", w["hit_rate"] >= 0.95,
@@ -90,7 +92,8 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         if other:
             add(f"workload on {other['setup']}: hit rate >= 95%, 0 staleness violations",
                 other["hit_rate"] >= 0.95 and other["violations"] == 0,
-                f"{other['hit_rate']:.2%} (L1 {other['l1_rate']:.2%}, L2 {other['l2_rate']:.2%}, DB {other['db_rate']:.2%});"
+                f"{other['hit_rate']:.2%} (L1 {other['l1_rate']:.2%}, L2 {other['l2_rate']:.2%},"
+                f" DB {other['db_rate']:.2%});"
                 f" {other['violations']} violations in {other['staleness_checks']} checked reads;"
                 f" {other['throughput_rps']:.0f} req/s; errors {other['errors'] or 'none'}")
     h = r.get("http")
@@ -110,7 +113,8 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         floor, imp, first = (c[k]["p50_ms"] * 1000 for k in ("floor_import_chalice", "import_app", "first_answer"))
         add("cold start: import app in a new process <= 3x bare import chalice", imp / floor <= 3.0,
             f"{_f(imp)} vs {_f(floor)} = {imp / floor:.2f}x; first answer of a new process (import, connect, one"
-            f" cached read from the database) {_f(first)} = {first / floor:.2f}x the floor, {first / imp:.2f}x import app")
+            f" cached read from the database) {_f(first)} = {first / floor:.2f}x the floor,"
+            f" {first / imp:.2f}x import app")
     return out
 
 
@@ -130,8 +134,10 @@ def markdown(r: dict[str, Any], verdicts: list[dict[str, Any]], png_name: str) -
     f = r.get("floors")
     if f:
         L += ["", "## 1. Floors", "", "| floor | p50 | p99 |", "|---|---|---|"]
-        for k, label in (("trivial_route", f"trivial Chalice route, app(event, ctx), {f['body_bytes']['n']} B str body"),
-                         ("redis_get", f"raw redis-py GET, {f['body_bytes']['n']} B"), ("pg_select1", "pg8000 SELECT 1"),
+        for k, label in (("trivial_route",
+                          f"trivial Chalice route, app(event, ctx), {f['body_bytes']['n']} B str body"),
+                         ("redis_get", f"raw redis-py GET, {f['body_bytes']['n']} B"),
+                         ("pg_select1", "pg8000 SELECT 1"),
                          ("pg_insert_txn", "bare INSERT transaction (BEGIN; INSERT; COMMIT)")):
             L.append(f"| {label} | {_f(f[k]['p50_us'])} | {_f(f[k]['p99_us'])} |")
     t = r.get("tiers")
@@ -147,7 +153,8 @@ def markdown(r: dict[str, Any], verdicts: list[dict[str, Any]], png_name: str) -
                      f" {_f(l2['p50_us'])} ({_f(l2['p99_us'])}) | {l2['p50_us'] / bound:.2f}x |"
                      f" {_f(l3['p50_us'])} ({_f(l3['p99_us'])}) | {v['wrong_tier']} |")
         lk = t["l1_lookup"]
-        L += ["", f"Cache's own L1 lookup, `get_or_load` on an L1-hit key (tight loop): **{_f(lk['get_or_load_l1']['p50_us'])}**"
+        L += ["", "Cache's own L1 lookup, `get_or_load` on an L1-hit key (tight loop):"
+                  f" **{_f(lk['get_or_load_l1']['p50_us'])}**"
                   f" per call (target 1 us: {lk['get_or_load_l1']['p50_us']:.2f}x). `begin_request()` drain, measured"
                   f" separately: {_f(lk['begin_request']['p50_us'])} per call (per-call timing: p50"
                   f" {_f(lk['begin_request_per_call']['p50_us'])}, p99 {_f(lk['begin_request_per_call']['p99_us'])})."]
@@ -157,43 +164,61 @@ def markdown(r: dict[str, Any], verdicts: list[dict[str, Any]], png_name: str) -
         L += ["", f"## 3. Before/after on the large dataset (tenant {ba['tenant']}: {ba['tenant_share_pct']}% of"
                   f" {ba['appointments']:,} appointments)", "", "| what | p50 | p99 | vs L1 hit |", "|---|---|---|---|"]
         for k, label, base in (("dashboard_live", "dashboard, live aggregation (`dashboard_live`)", "dashboard_l1_hit"),
-                               ("dashboard_view", "dashboard from the materialized view (`dashboard`)", "dashboard_l1_hit"),
+                               ("dashboard_view", "dashboard from the materialized view (`dashboard`)",
+                                "dashboard_l1_hit"),
                                ("dashboard_l1_hit", "dashboard, L1 hit through the handler", "dashboard_l1_hit"),
-                               ("list_uncached_query", f"appointment list {ba['list_day']} (limit 200), the loader query", "list_l1_hit"),
+                               ("list_uncached_query",
+                                f"appointment list {ba['list_day']} (limit 200), the loader query", "list_l1_hit"),
                                ("list_l3_request", "same, L3 load through the handler", "list_l1_hit"),
-                               ("list_l1_hit", f"same, L1 hit through the handler ({ba['list_body_bytes']} B)", "list_l1_hit")):
-            L.append(f"| {label} | {_f(ba[k]['p50_us'])} | {_f(ba[k]['p99_us'])} | {ba[k]['p50_us'] / ba[base]['p50_us']:,.0f}x |")
+                               ("list_l1_hit", f"same, L1 hit through the handler ({ba['list_body_bytes']} B)",
+                                "list_l1_hit")):
+            L.append(f"| {label} | {_f(ba[k]['p50_us'])} | {_f(ba[k]['p99_us'])} |"
+                     f" {ba[k]['p50_us'] / ba[base]['p50_us']:,.0f}x |")
     w = r.get("workload")
     if w:
-        L += ["", f"## 4. Workload ({w['processes']} processes, {w['duration_s']:.0f} s measured after {w['warmup_s']:.0f} s warm-up)", "",
-              f"- requests: {w['requests']:,} ({w['throughput_rps']:.0f}/s); reads by route {w['routes']}; writes {w['writes']}; errors {w['errors'] or 'none'}",
-              f"- X-Cache: {w['sources']} -> hit rate **{w['hit_rate']:.2%}** (L1 {w['l1_rate']:.2%}, L2 {w['l2_rate']:.2%}, DB {w['db_rate']:.2%}; floor: 95%)",
-              f"- DB loads: {w.get('cold_loads', 0):,} first-ever loads of a key in this run (cold; the Zipf tail keeps adding keys)"
-              f" + {w.get('reloads', 0):,} re-loads (expiry or invalidation); hit rate excluding first-ever loads {w.get('hit_rate_excl_cold', 0):.2%}",
-              f"- database queries: {w['queries_cached']:,} cached vs {w['queries_uncached']:,} uncached (every read a query) ="
-              f" **{w['query_reduction']:.2%} fewer** (floor: 95%); pg_stat_database transactions per request {w['pg_xacts_per_request']:.3f}"
+        L += ["", f"## 4. Workload ({w['processes']} processes, {w['duration_s']:.0f} s measured after"
+                  f" {w['warmup_s']:.0f} s warm-up)", "",
+              f"- requests: {w['requests']:,} ({w['throughput_rps']:.0f}/s); reads by route {w['routes']};"
+              f" writes {w['writes']}; errors {w['errors'] or 'none'}",
+              f"- X-Cache: {w['sources']} -> hit rate **{w['hit_rate']:.2%}** (L1 {w['l1_rate']:.2%},"
+              f" L2 {w['l2_rate']:.2%}, DB {w['db_rate']:.2%}; floor: 95%)",
+              f"- DB loads: {w.get('cold_loads', 0):,} first-ever loads of a key in this run"
+              " (cold; the Zipf tail keeps adding keys)"
+              f" + {w.get('reloads', 0):,} re-loads (expiry or invalidation); hit rate excluding first-ever loads"
+              f" {w.get('hit_rate_excl_cold', 0):.2%}",
+              f"- database queries: {w['queries_cached']:,} cached vs {w['queries_uncached']:,} uncached"
+              f" (every read a query) = **{w['query_reduction']:.2%} fewer** (floor: 95%);"
+              f" pg_stat_database transactions per request {w['pg_xacts_per_request']:.3f}"
               f" ({w['pg_xacts']:,} incl. the checker's own confirmations)",
               f"- latency per request: p50 {_f(w['latency']['p50_us'])}, p99 {_f(w['latency']['p99_us'])}",
-              f"- staleness: {w['staleness_checks']:,} reads checked against completed writes, {w['staleness_suspects']} suspects,"
-              f" **{w['violations']} violations** (confirmed against PostgreSQL); invalidation pushes received {w['invalidations_received']:,}; lock waits {w['lock_waits']}"]
+              f"- staleness: {w['staleness_checks']:,} reads checked against completed writes,"
+              f" {w['staleness_suspects']} suspects,"
+              f" **{w['violations']} violations** (confirmed against PostgreSQL);"
+              f" invalidation pushes received {w['invalidations_received']:,}; lock waits {w['lock_waits']}"]
         if w["violation_samples"]:
             L.append(f"- violation samples: `{json.dumps(w['violation_samples'][:3])}`")
     for key in ("workload_cluster", "workload_replica"):
         other = r.get(key)
         if other:
-            L += ["", f"Same workload on {other['setup']}: {other['requests']:,} requests ({other['throughput_rps']:.0f}/s),"
-                      f" X-Cache {other['sources']} -> hit rate **{other['hit_rate']:.2%}**; p50 {_f(other['latency']['p50_us'])},"
+            L += ["", f"Same workload on {other['setup']}: {other['requests']:,} requests"
+                      f" ({other['throughput_rps']:.0f}/s),"
+                      f" X-Cache {other['sources']} -> hit rate **{other['hit_rate']:.2%}**;"
+                      f" p50 {_f(other['latency']['p50_us'])},"
                       f" p99 {_f(other['latency']['p99_us'])}; {other['staleness_checks']:,} reads checked,"
-                      f" **{other['violations']} violations**; writes {other['writes']}; errors {other['errors'] or 'none'}"
+                      f" **{other['violations']} violations**; writes {other['writes']};"
+                      f" errors {other['errors'] or 'none'}"
                       + (f"; {other['note']}" if other.get("note") else "")]
     rh = r.get("redis_health")
     if rh:
-        L += ["", f"## 5. Redis health: grade **{rh['grade']}** (Redis {rh['redis_version']}, breaker {rh['breaker']}, errors {rh['errors']})", "",
+        L += ["", f"## 5. Redis health: grade **{rh['grade']}** (Redis {rh['redis_version']},"
+                  f" breaker {rh['breaker']}, errors {rh['errors']})", "",
               "| payload | GET p50 | GET p99 | SET p50 | SET p99 |", "|---|---|---|---|---|"]
         for size, v in rh["by_size"].items():
-            L.append(f"| {int(size):,} B | {_f(v['get']['p50_us'])} | {_f(v['get']['p99_us'])} | {_f(v['set']['p50_us'])} | {_f(v['set']['p99_us'])} |")
+            L.append(f"| {int(size):,} B | {_f(v['get']['p50_us'])} | {_f(v['get']['p99_us'])} |"
+                     f" {_f(v['set']['p50_us'])} | {_f(v['set']['p99_us'])} |")
         L += ["", f"Memory per 1,000 cached bodies of {rh['sample_body_bytes']:,} B (a real slots entry):"
-                  f" {rh['memory_per_1000_bodies_bytes'] / 1e6:.2f} MB ({rh['overhead_per_body_bytes']:.0f} B overhead per body).",
+                  f" {rh['memory_per_1000_bodies_bytes'] / 1e6:.2f} MB"
+                  f" ({rh['overhead_per_body_bytes']:.0f} B overhead per body).",
               "", "Grade scale:", ""] + [f"- **{g}**: {d}" for g, d in rh["grade_scale"]]
     h = r.get("http")
     if h:
@@ -210,13 +235,15 @@ def markdown(r: dict[str, Any], verdicts: list[dict[str, Any]], png_name: str) -
     p = r.get("peers")
     if p and t:
         slots = t["routes"]["slots"]
-        L += ["", f"## 7. Peers (same process, same {r['meta'].get('peer_payload_bytes')} B payload, hits, per-call average)", "",
+        L += ["", f"## 7. Peers (same process, same {r['meta'].get('peer_payload_bytes')} B payload, hits,"
+                  " per-call average)", "",
               "| cache | memory-tier hit | Redis-tier hit |", "|---|---|---|",
               f"| this cache: `get_or_load` L1 hit (alternating with dogpile's memory hit) / `get_or_load` L2 hit, L1"
               f" emptied before each call (alternating with dogpile's Redis hit) |"
               f" {_f(p.get('ours_l1_lookup', t['l1_lookup']['get_or_load_l1'])['p50_us'])} |"
               f" {_f(p['ours_l2_lookup']['p50_us']) if 'ours_l2_lookup' in p else '-'} |",
-              f"| this cache, whole L2-hit request through the handler (slots; for reference) | - | {_f(slots['l2_hit']['p50_us'])} |",
+              "| this cache, whole L2-hit request through the handler (slots; for reference) | - |"
+              f" {_f(slots['l2_hit']['p50_us'])} |",
               f"| dogpile.cache 1.5 | {_f(p['dogpile_memory']['p50_us'])} | {_f(p['dogpile_redis']['p50_us'])} |",
               f"| cashews 7.6 | {_f(p['cashews_mem']['p50_us'])} | {_f(p['cashews_redis']['p50_us'])} |"]
         if not p.get("aiocache_installed"):
@@ -224,14 +251,17 @@ def markdown(r: dict[str, Any], verdicts: list[dict[str, Any]], png_name: str) -
     b = r.get("booking")
     if b:
         L += ["", "## Booking", "",
-              f"POST /api/appointments through `app.app` on distinct free future slots: p50 **{_f(b['booking']['p50_us'])}**,"
+              "POST /api/appointments through `app.app` on distinct free future slots:"
+              f" p50 **{_f(b['booking']['p50_us'])}**,"
               f" p99 {_f(b['booking']['p99_us'])} vs bare INSERT transaction p50 {_f(b['floor_insert_txn']['p50_us'])}"
-              f" (p99 {_f(b['floor_insert_txn']['p99_us'])}) = {b['booking']['p50_us'] / b['floor_insert_txn']['p50_us']:.2f}x"
+              f" (p99 {_f(b['floor_insert_txn']['p99_us'])})"
+              f" = {b['booking']['p50_us'] / b['floor_insert_txn']['p50_us']:.2f}x"
               f" (target 2x); statuses {b['statuses']}."]
         if "txn_only" in b:
             L.append("")
             L.append(f"Breakdown: the booking transaction alone (`commands.book`: one prepared INSERT ... ON CONFLICT"
-                     f" statement in autocommit, one round trip) p50 {_f(b['txn_only']['p50_us'])} = {b['txn_only']['p50_us'] / b['floor_insert_txn']['p50_us']:.2f}x"
+                     f" statement in autocommit, one round trip) p50 {_f(b['txn_only']['p50_us'])}"
+                     f" = {b['txn_only']['p50_us'] / b['floor_insert_txn']['p50_us']:.2f}x"
                      f" the bare INSERT; the rest of the request (auth, validation, cache invalidation in Redis,"
                      f" response) {_f(b['booking']['p50_us'] - b['txn_only']['p50_us'])}.")
     c = r.get("coldstart")
@@ -258,15 +288,21 @@ def markdown(r: dict[str, Any], verdicts: list[dict[str, Any]], png_name: str) -
         rp, alone, full = fl["requests_per_publish"], fl["publish_no_pending"], fl["publish_with_pending"]
         L += ["", "## Fleet statistics publish (`bench/fleet.py`)", "",
               f"Every {fl['interval_s']:g} s a container publishes its snapshot to Redis at the end of a request"
-              f" (one pipelined round trip, {fl['payload_bytes']:,} B of JSON here). L1-hit requests through the handler,"
+              f" (one pipelined round trip, {fl['payload_bytes']:,} B of JSON here)."
+              " L1-hit requests through the handler,"
               f" one thread, {rp['seconds']:.0f} s: {rp['requests']:,} requests, {rp['publishes']} publishes ="
               f" **{rp['per_publish'] or 0:,.0f} requests per publish** ({rp['rps']:,.0f} req/s).", "",
               "| what | p50 | p99 |", "|---|---|---|",
               f"| publish, nothing pending | {_f(alone['p50_us'])} | {_f(alone['p99_us'])} |",
-              f"| publish, {full['pending_samples']:,} latency samples to fold first | {_f(full['p50_us'])} | {_f(full['p99_us'])} |",
-              f"| L1-hit request, publish never due | {_f(fl['l1_hit']['publish_never']['p50_us'])} | {_f(fl['l1_hit']['publish_never']['p99_us'])} |",
-              f"| L1-hit request, publish due at every request's end | {_f(fl['l1_hit']['publish_every_request']['p50_us'])} | {_f(fl['l1_hit']['publish_every_request']['p99_us'])} |",
-              f"| `RequestScope.exit()` when nothing is due (the only per-request cost) | {_f(fl['scope_exit_not_due']['p50_us'])} | - |",
+              f"| publish, {full['pending_samples']:,} latency samples to fold first | {_f(full['p50_us'])} |"
+              f" {_f(full['p99_us'])} |",
+              f"| L1-hit request, publish never due | {_f(fl['l1_hit']['publish_never']['p50_us'])} |"
+              f" {_f(fl['l1_hit']['publish_never']['p99_us'])} |",
+              "| L1-hit request, publish due at every request's end |"
+              f" {_f(fl['l1_hit']['publish_every_request']['p50_us'])} |"
+              f" {_f(fl['l1_hit']['publish_every_request']['p99_us'])} |",
+              "| `RequestScope.exit()` when nothing is due (the only per-request cost) |"
+              f" {_f(fl['scope_exit_not_due']['p50_us'])} | - |",
               "", f"Amortized: {fl['amortized_us_per_request'] or 0:.3f} us per request. The L1 lookup itself"
                   " (`get_or_load`) only appends the latency to a deque; bucketing runs inside the publish."]
     if r.get("errors"):

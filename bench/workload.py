@@ -56,7 +56,8 @@ def world(database: str) -> dict[str, Any]:
     try:
         tenants = {}
         for tid, today in conn.run("SELECT id, (now() AT TIME ZONE time_zone)::date FROM tenant ORDER BY id"):
-            doctors = [r[0] for r in conn.run("SELECT id FROM doctor WHERE tenant_id = :t AND active ORDER BY id", t=tid)]
+            doctors = [r[0] for r in conn.run("SELECT id FROM doctor WHERE tenant_id = :t AND active ORDER BY id",
+                                              t=tid)]
             patients = [r[0] for r in conn.run("SELECT id FROM patient WHERE tenant_id = :t ORDER BY id", t=tid)]
             tenants[tid] = {"today": today.isoformat(), "doctors": doctors, "patients": patients}
         return {"tenants": tenants}
@@ -194,8 +195,8 @@ def _worker(idx: int, env: dict[str, str], info: dict[str, Any], ns: str, warmup
         redis.hset(f"{ns}:bw:{t}:{day}", str(slot), f"{state}|{time.time():.6f}|{appt}")
 
     def appointment_post(mine: dict[str, Any], action: str, body: dict[str, Any]) -> dict:
-        return request("POST", f"/api/appointments/{mine['appt']}/{action}", mine["t"], body={"clientId": mine["t"], **body},
-                       resource=f"/api/appointments/{{appointment_id}}/{action}",
+        return request("POST", f"/api/appointments/{mine['appt']}/{action}", mine["t"],
+                       body={"clientId": mine["t"], **body}, resource=f"/api/appointments/{{appointment_id}}/{action}",
                        path_params={"appointment_id": str(mine["appt"])})
 
     def free_slot(t: int, day: str, ti: dict) -> int | None:
@@ -299,7 +300,8 @@ def _worker(idx: int, env: dict[str, str], info: dict[str, Any], ns: str, warmup
     stats = get_cache().stats
     results.put({"idx": idx, "elapsed_s": elapsed, "sources": dict(state["sources"]), "routes": dict(state["routes"]),
                  "lat": state["lat"], "violations": state["violations"], "checks": state["checks"],
-                 "suspects": state["suspects"], "cold": state["cold"], "reads": state["reads"], "writes": dict(state["writes"]),
+                 "suspects": state["suspects"], "cold": state["cold"], "reads": state["reads"],
+                 "writes": dict(state["writes"]),
                  "errors": dict(state["errors"]), "invalidations_received": stats.invalidations_received,
                  "lock_waits": stats.lock_waits, "stale_served": stats.stale_served})
     truth.close()

@@ -10,7 +10,7 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, TypeGuard
 
 from chalicelib.http import ApiError
 from chalicelib.settings import Settings, SettingsError, secret_problem
@@ -87,7 +87,7 @@ def check_lifetime(claims: Mapping[str, object], max_ttl_s: float) -> float:
     return exp
 
 
-def _printable(value: object) -> bool:
+def _printable(value: object) -> TypeGuard[str]:
     """A `sub` claim: 1 to 200 printable characters that UTF-8 can encode (no NUL, no
     control characters, no lone surrogates)."""
     if not isinstance(value, str) or not 1 <= len(value) <= 200 or not value.isprintable():

@@ -1,10 +1,16 @@
-"""JSON bodies, the API's error shape, and the cache headers of API.md."""
+"""JSON bodies, the API's error shape (also for the booking domain's errors), and the
+cache headers of API.md."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import orjson
 from chalice import Response
+
+from chalicelib.booking import errors
+
+if TYPE_CHECKING:
+    from chalicelib.booking.outcome import WriteResult
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -48,13 +54,43 @@ def error_response(status: int, code: str, message: str, details: Sequence[Any] 
                     headers={**JSON_HEADERS, **(headers or {})})
 
 
+# The booking domain's errors -> the status the JSON API (and through it FHIR) answers.
+_DOMAIN_STATUS: dict[type[errors.BookingError], int] = {
+    errors.InvalidRequest: 400,
+    errors.NotAllowed: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.KeyReused: 422,
+    errors.TooManyKeys: 429,
+}
+
+
+def domain_error_response(exc: errors.BookingError) -> Response:
+    """A refusal of the booking domain in the API's error shape."""
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, errors.TooManyKeys) else None
+    return error_response(domain_status(exc), exc.code, exc.message, exc.details, headers)
+
+
+def domain_status(exc: errors.BookingError) -> int:
+    """The HTTP status a refusal of the booking domain answers."""
+    for kind in type(exc).__mro__:
+        if kind in _DOMAIN_STATUS:
+            return _DOMAIN_STATUS[kind]
+    return 400
+
+
+def write_response(result: WriteResult) -> Response:
+    """A committed (or refused-as-answer, e.g. 409 slot_taken) write with its status and body."""
+    return json_response(result.body, status=result.status)
+
+
 def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     """Serialize `payload` (or pass a ready JSON str through) as a JSON response."""
     body = payload if isinstance(payload, str) else orjson.dumps(payload).decode()
     return Response(body=body, status_code=status, headers={**JSON_HEADERS, **(headers or {})})
 
 
-def parse_json_body(raw: bytes | None, max_bytes: int = 16 * 1024) -> dict[str, Any]:
+def parse_json_body(raw: bytes | str | None, max_bytes: int = 16 * 1024) -> dict[str, Any]:
     """Decode a request body that must be one JSON object of at most `max_bytes`."""
     if not raw:
         raise ApiError(400, "The request body must be a JSON object.")

@@ -25,7 +25,7 @@ import sys
 import time
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, BinaryIO, Dict, Optional, Tuple, Union
 
 from chalice.app import Chalice
 from chalice.config import Config
@@ -137,13 +137,14 @@ class KeepAliveRequestHandler(ChaliceRequestHandler):
     error_content_type = "application/json"
     _linger = False  # set by answer_error: drain the input before the connection closes
     deadline: DeadlineReader
+    rfile: BinaryIO
 
     def __init__(self, request: Any, client_address: Tuple[str, int], server: HTTPServer,
                  app_object: Chalice, config: Config) -> None:
         # As ChaliceRequestHandler.__init__, with the shaped gateway: the base __init__
         # serves the whole connection, so the gateway must exist before it runs.
         self.local_gateway = ShapedLocalGateway(app_object, config)
-        BaseHTTPRequestHandler.__init__(self, request, client_address, server)  # type: ignore[arg-type]
+        BaseHTTPRequestHandler.__init__(self, request, client_address, server)
 
     # -- requests -----------------------------------------------------------------------
 
@@ -184,7 +185,8 @@ class KeepAliveRequestHandler(ChaliceRequestHandler):
 
     def _parse_payload(self) -> Tuple[Dict[str, Any], Optional[bytes]]:
         """The request's headers and body (as Chalice's, with the framing checked)."""
-        limit = BULK_BODY_BYTES if self.command == "POST" and self.path.split("?", 1)[0] == BULK_PATH else MAX_BODY_BYTES
+        limit = (BULK_BODY_BYTES if self.command == "POST" and self.path.split("?", 1)[0] == BULK_PATH
+                 else MAX_BODY_BYTES)
         length = _body_length(self.headers, limit)
         body = self.rfile.read(length) if length > 0 else None
         return dict(self.headers), body

@@ -41,6 +41,7 @@ from chalicelib.settings import SettingsError, get_settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
+    from aws_lambda_powertools.metrics import MetricUnit
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "hospital-booking"
 DEFAULT_NAMESPACE = "HospitalBooking"
@@ -106,7 +107,7 @@ def namespace() -> str:
     return os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
 
 
-def emit_metrics(values: Mapping[str, tuple[str, float | Iterable[float]]],
+def emit_metrics(values: Mapping[str, tuple[MetricUnit, float | Iterable[float]]],
                  dimensions: Optional[Mapping[str, str]] = None) -> None:
     """Print one EMF blob: {name: (unit, value or values)} with optional dimensions.
 
@@ -122,8 +123,8 @@ def emit_metrics(values: Mapping[str, tuple[str, float | Iterable[float]]],
             added = True
     if not added:
         return
-    for key, value in (dimensions or {}).items():
-        metrics.add_dimension(name=key, value=value)
+    for key, label in (dimensions or {}).items():
+        metrics.add_dimension(name=key, value=label)
     metrics.flush_metrics()
 
 
@@ -134,11 +135,13 @@ def _flush_interval() -> float:
         return 10.0
 
 
-def _current_cache() -> Any:
-    """This container's cache if one was built (never builds one just to report on it)."""
-    from chalicelib.booking.caching import built_cache
+def _no_cache() -> Any:
+    return None
 
-    return built_cache()
+
+_current_cache: Callable[[], Any] = _no_cache
+"""This container's cache if one was built, or None (never builds one just to report on
+it); set by `configure`, so this module imports nothing of the domain."""
 
 
 LATENCY_POINTS = 50
@@ -194,7 +197,7 @@ class CacheMetrics:
                 if interval:
                     points[name] = [round(v, 3) for v in histogram.quantile_points(interval, LATENCY_POINTS)]
             self.last = now
-        values: dict[str, tuple[str, Any]] = {name: (MetricUnit.Count, v) for name, v in delta.items()}
+        values: dict[str, tuple[MetricUnit, Any]] = {name: (MetricUnit.Count, v) for name, v in delta.items()}
         if not any(delta.values()) and not points:
             return {}
         for name, samples in points.items():
@@ -313,14 +316,17 @@ def _adopt_handlers(created: Logger) -> None:
         root.setLevel(created.log_level)
 
 
-def configure(app: Chalice) -> None:
+def configure(app: Chalice, current_cache: Callable[[], Any] = _no_cache) -> None:
     """Route chalicelib's standard loggers through the Powertools Logger (one JSON line
     each; the app is built with configure_logs=False); when tracing is on (`TRACING`),
-    wrap every handler in the Powertools tracer.
+    wrap every handler in the Powertools tracer. `current_cache` returns the container's
+    cache if one was built (or None): the metrics and the fleet statistics report on it.
 
     Until the Logger exists, a stand-in handler receives every record (the level is the
     lowest until then); the first record creates the Logger and is handled as it would
     have been."""
+    global _current_cache
+    _current_cache = current_cache
     root = logging.getLogger("chalicelib")
     if not root.handlers:
         root.addHandler(_PowertoolsOnFirstRecord())
@@ -354,8 +360,9 @@ def log_scheduled(name: str, job: Callable[[], dict[str, Any]], context: Any = N
     try:
         get_settings()
         result = job()
-        powertools_logger().info("scheduled job done", extra={"job": name, "ms": round((time.perf_counter() - started) * 1000, 1),
-                                                 "result": result})
+        powertools_logger().info("scheduled job done",
+                                 extra={"job": name, "ms": round((time.perf_counter() - started) * 1000, 1),
+                                        "result": result})
         return result
     except SettingsError as exc:
         return misconfigured_result(exc)  # logged once; nothing to retry until the settings change

@@ -8,11 +8,32 @@ from typing import Any, get_args
 
 from pydantic import BaseModel
 
-from chalicelib.booking.admin_models import (AbsenceBody, BulkPatient, BulkPatientsBody, DepartmentBody,
-                                             DepartmentChange, DoctorBody, DoctorChange, PatientBody, PatientFields,
-                                             SlotPublicationBody, WorkingHoursBody)
-from chalicelib.booking.models import (AppointmentListQuery, AuditAction, AuditQuery, BookingBody, CancelBody,
-                                       DoctorsQuery, PatientsQuery, RescheduleBody, SlotsQuery, StatusBody, TenantQuery)
+from chalicelib.booking.admin_models import (
+    AbsenceBody,
+    BulkPatient,
+    BulkPatientsBody,
+    DepartmentBody,
+    DepartmentChange,
+    DoctorBody,
+    DoctorChange,
+    PatientBody,
+    PatientFields,
+    SlotPublicationBody,
+    WorkingHoursBody,
+)
+from chalicelib.booking.models import (
+    AppointmentListQuery,
+    AuditAction,
+    AuditQuery,
+    BookingBody,
+    CancelBody,
+    DoctorsQuery,
+    PatientsQuery,
+    RescheduleBody,
+    SlotsQuery,
+    StatusBody,
+    TenantQuery,
+)
 
 _REF = "#/components/schemas/{model}"
 _ID = {"type": "integer", "minimum": 1}
@@ -49,8 +70,9 @@ _AUDIT_EVENT = _object({
 _COUNTS = _object({name: {"type": "integer", "minimum": 0}
                    for name in ("total", "booked", "checkedIn", "completed", "cancelled", "noShow")})
 _TIER = {"type": "object", "required": ["hits", "misses", "hitRate", "p50Us", "p99Us"],
-         "properties": {"hits": {"type": "integer"}, "misses": {"type": "integer"}, "hitRate": {"type": ["number", "null"]},
-                        "p50Us": {"type": ["number", "null"]}, "p99Us": {"type": ["number", "null"]}}}
+         "properties": {"hits": {"type": "integer"}, "misses": {"type": "integer"},
+                        "hitRate": {"type": ["number", "null"]}, "p50Us": {"type": ["number", "null"]},
+                        "p99Us": {"type": ["number", "null"]}}}
 
 SCHEMAS: dict[str, Any] = {
     "Error": _object({"error": _object({"code": {"type": "string", "pattern": "^[a-z_]+$"},
@@ -120,7 +142,8 @@ _ERRORS = {
     503: "unavailable: the database is down or busy; for a write, the message says whether it may have been saved;"
          " or misconfigured: the service's settings are refused (the message names each variable and what is allowed)",
 }
-_MISCONFIGURED = "misconfigured: the service's settings are refused (the message names each variable and what is allowed)"
+_MISCONFIGURED = ("misconfigured: the service's settings are refused"
+                  " (the message names each variable and what is allowed)")
 _READ_ERRORS = (400, 401, 403, 404, 405, 503)
 _WRITE_ERRORS = (400, 401, 403, 404, 405, 409, 413, 415, 503)
 _CACHE_HEADERS = {
@@ -167,7 +190,8 @@ def _post(summary: str, body: type[BaseModel], roles: str, success: dict[str, An
           method: str = "post") -> dict[str, Any]:
     return {method: {"summary": summary, "description": f"Roles: {roles}.", "security": [{"bearer": []}],
                      "parameters": parameters or [],
-                     "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(body.__name__)}}},
+                     "requestBody": {"required": True,
+                                     "content": {"application/json": {"schema": _ref(body.__name__)}}},
                      "responses": _responses(success, _WRITE_ERRORS + extra_errors, conflicts)}}
 
 
@@ -227,7 +251,8 @@ def _admin_paths() -> dict[str, Any]:
             "summary": "Remove an absence (its period's slots come back)", "description": "Roles: admin.",
             "security": [{"bearer": []}], "parameters": [_PATH_ID, _ABSENCE_ID, _CLIENT_ID, *key],
             "responses": _responses({"200": _json("AbsenceRemoved", "Removed")}, (*_READ_ERRORS, 422))}},
-        "/api/admin/patients": _post("Create a patient", PatientBody, _ADMIN, {"201": _json("PatientAnswer", "Created")},
+        "/api/admin/patients": _post("Create a patient", PatientBody, _ADMIN,
+                                     {"201": _json("PatientAnswer", "Created")},
                                      "duplicate_record_number", (422,), key),
         "/api/admin/patients/by-record/{recordNumber}": _post(
             "Create or update a patient by record number", PatientFields, _ADMIN,
@@ -273,7 +298,8 @@ def document() -> dict[str, Any]:
                 {"200": _json("AppointmentAnswer", "Cancelled")}, "not_cancellable", (), [_PATH_ID]),
             "/api/appointments/{id}/reschedule": _post(
                 "Move an appointment to another slot", RescheduleBody, "staff, admin; patient (own)",
-                {"200": _json("AppointmentAnswer", "Moved: the old slot is free, the new one taken, in one transaction")},
+                {"200": _json("AppointmentAnswer",
+                              "Moved: the old slot is free, the new one taken, in one transaction")},
                 "slot_taken, patient_busy or not_reschedulable (not a booked future appointment)", (422,),
                 [_PATH_ID, _IDEMPOTENCY_KEY]),
             "/api/appointments/{id}/status": _post(

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def log_keys(logger: Logger) -> dict[str, Any]:
     """The dict of keys the logger's formatter adds to every line (append_keys updates it)."""
-    return logger.registered_formatter.log_format  # type: ignore[attr-defined,no-any-return]
+    return logger.registered_formatter.log_format  # type: ignore[attr-defined]
 
 
 def check() -> None:

@@ -13,15 +13,16 @@ from chalice.app import MultiDict, Request
 from chalicelib.audit.read_log import read_log
 from chalicelib.auth import OPERATOR, Principal, principal_from_headers, require_role
 from chalicelib.booking.caching import get_cache
+from chalicelib.booking.errors import BookingError
 from chalicelib.booking.reads import ReadPlan, read
 from chalicelib.booking.resources import CachedResource
 from chalicelib.cache.errors import CacheUnavailable
 from chalicelib.chalice_seam import lower_case_headers
 from chalicelib.db.errors import DatabaseUnavailable, PoolExhausted, WriteOutcomeUnknown
-from chalicelib.http import ApiError, error_response, json_response
+from chalicelib.http import ApiError, domain_error_response, error_response, json_response
 from chalicelib.lazy import lazy_module
-from chalicelib.observability import error_fields, request_scope
 from chalicelib.misconfigured import misconfigured_response
+from chalicelib.observability import error_fields, request_scope
 from chalicelib.settings import SettingsError, get_settings
 
 # Imported by the first request that needs them, not by a cold start (docs/performance.md).
@@ -45,6 +46,14 @@ def bind(app: Chalice) -> None:
     _app = app
 
 
+def request() -> Request:
+    """The request being served (a route runs only inside one)."""
+    current = _app.current_request if _app is not None else None
+    if current is None:
+        raise RuntimeError("no request is being served (web.bind, then call from a route)")
+    return current
+
+
 def endpoint(handler: Callable[..., Response]) -> Callable[..., Response]:
     """Wrap a route: log under the invocation's request id, refuse to serve with refused
     settings (every route, health included) and turn every failure into the API's JSON
@@ -60,6 +69,8 @@ def endpoint(handler: Callable[..., Response]) -> Callable[..., Response]:
             return handler(*args, **kwargs)
         except ApiError as exc:
             return exc.to_response()
+        except BookingError as exc:
+            return domain_error_response(exc)
         except SettingsError as exc:
             return misconfigured_response(exc)
         except CacheUnavailable as exc:
@@ -72,8 +83,8 @@ def endpoint(handler: Callable[..., Response]) -> Callable[..., Response]:
                                   " written, so it may or may not have been saved. Check before repeating it, or"
                                   " repeat it with the same Idempotency-Key.", headers={"Retry-After": "5"})
         except DatabaseUnavailable:
-            return error_response(503, "unavailable", "The database is unavailable; nothing was changed. Retry shortly.",
-                                  headers={"Retry-After": "5"})
+            return error_response(503, "unavailable", "The database is unavailable; nothing was changed."
+                                  " Retry shortly.", headers={"Retry-After": "5"})
         except Exception as exc:  # noqa: BLE001 - the boundary: log the type, answer generically
             log.error("unhandled %s in %s", type(exc).__name__, handler.__name__, extra=error_fields(exc))
             return error_response(500, "internal_error", "Something went wrong on our side; it has been logged.")
@@ -133,13 +144,13 @@ def cached_read(resource: CachedResource, conditional: bool = True) -> Response:
     """A cached GET route: apply queued invalidations (for a booking-critical resource, the
     outbox's too, rate-limited), then serve the current request's plan through the cache
     (`conditional`: answer 304 to a matching If-None-Match; else the caller does)."""
-    request = _app.current_request  # type: ignore[union-attr]
+    current = request()
     cache = get_cache()
     cache.begin_request()
     if resource.freshness.critical:
         outbox_watch.watch.look(cache)
-    headers = lower_case_headers(request.headers)
-    return read(cache, plans.get(resource, request, headers, cache),
+    headers = lower_case_headers(current.headers)
+    return read(cache, plans.get(resource, current, headers, cache),
                 headers.get("if-none-match") if conditional else None)
 
 

@@ -25,7 +25,6 @@ import pg8000.native
 from chalicelib.local_server import free_port
 
 
-
 def _pg_bin() -> str:
     """PostgreSQL's server programs: $PG_BIN, else Debian's newest, else the embedded
     server's (pgserver ships initdb, pg_ctl and pg_basebackup too)."""

@@ -7,8 +7,13 @@ import re
 
 import pytest
 
-from tests.data_finders import appointment_window, day_with_appointments, day_with_booked_and_free_slots, \
-    days_with_free_slots, new_patient
+from tests.data_finders import (
+    appointment_window,
+    day_with_appointments,
+    day_with_booked_and_free_slots,
+    days_with_free_slots,
+    new_patient,
+)
 from tests.helpers_servers import free_future_slots
 
 JSON = {"Content-Type": "application/json"}
@@ -291,7 +296,8 @@ def test_cancel_200_then_409_and_slot_free_again(client, app_env):
     appointment_id = booked.json_body["appointment"]["id"]
     date = app_env.sql("SELECT day FROM slot WHERE tenant_id = 1 AND id = :s", s=slot["slotId"])[0][0]
     url = f"/api/slots/available?clientId=1&date={date}"
-    assert slot["slotId"] not in [s["slotId"] for s in client.http.get(url, headers=app_env.headers()).json_body["slots"]]
+    assert slot["slotId"] not in [s["slotId"]
+                                  for s in client.http.get(url, headers=app_env.headers()).json_body["slots"]]
 
     cancelled = _cancel(client, app_env, appointment_id, reason="feeling better")
     assert cancelled.status_code == 200, cancelled.body

@@ -84,7 +84,7 @@ def test_concurrent_bookings_from_threads(client, app_env):
             response = service.book(principal, {"clientId": 1, "slotId": slot["slotId"], "patientId": patient_id},
                                     None)
             with lock:
-                results.append((response.status_code, json.loads(response.body)))
+                results.append((response.status, json.loads(response.body)))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -284,7 +284,7 @@ def test_concurrent_retries_with_one_key_create_one_row(client, app_env):
     def attempt() -> None:
         barrier.wait(timeout=30)
         response = service.book(principal, body, key)
-        answers.append((response.status_code, response.body))
+        answers.append((response.status, response.body))
 
     threads = [threading.Thread(target=attempt) for _ in range(10)]
     for thread in threads:

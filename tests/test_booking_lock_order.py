@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+
 import pg8000.native
 import pytest
 from pg8000.exceptions import DatabaseError

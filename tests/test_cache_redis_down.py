@@ -15,13 +15,11 @@ import pytest
 from chalice.test import Client
 
 from chalicelib.audit.actor import Actor
-from chalicelib.booking import commands
-from chalicelib.booking.models import BookingBody
-from chalicelib.booking import scopes
+from chalicelib.booking import commands, scopes
 from chalicelib.booking.caching import get_cache
+from chalicelib.booking.models import BookingBody
 from tests.data_finders import new_patient
-from tests.helpers_servers import (PROJECT_DIR, PrivateRedis, fetch_in_fresh_process, free_future_slots,
-                                   patched_environ)
+from tests.helpers_servers import PROJECT_DIR, PrivateRedis, fetch_in_fresh_process, free_future_slots, patched_environ
 
 CONNECT_TIMEOUT = 0.05
 READ_TIMEOUT = 0.05

@@ -9,11 +9,10 @@ import threading
 
 import redis
 
-from chalicelib.booking import queries
-from chalicelib.booking.models import SlotsQuery, parse
-from chalicelib.booking import scopes
-from chalicelib.cache.entry import Entry
+from chalicelib.booking import queries, scopes
 from chalicelib.booking.caching import get_cache
+from chalicelib.booking.models import SlotsQuery, parse
+from chalicelib.cache.entry import Entry
 from tests.data_finders import new_patient
 from tests.helpers_servers import free_future_slots
 

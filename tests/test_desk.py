@@ -14,7 +14,8 @@ from typing import Any, Callable, Optional
 import pytest
 from pg8000.exceptions import DatabaseError
 
-from chalicelib.http import ApiError
+from chalicelib.booking.errors import BookingError
+from chalicelib.http import ApiError, domain_status
 from tests.data_finders import new_patient, new_patients, started_appointment
 from tests.helpers_servers import free_future_slots
 
@@ -133,6 +134,8 @@ def _race(*actions: Callable[[], int]) -> list[int]:
             statuses[i] = action()
         except ApiError as exc:
             statuses[i] = exc.status
+        except BookingError as exc:
+            statuses[i] = domain_status(exc)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -273,8 +276,8 @@ def test_two_appointments_swapping_slots_at_once_leave_both_in_place(client, app
         one = _booked(client, app_env, first, new_patient(app_env.sql))
         two = _booked(client, app_env, second, new_patient(app_env.sql))
         statuses = _race(
-            lambda: service.reschedule(staff, str(one), {"clientId": 1, "slotId": second}, None).status_code,
-            lambda: service.reschedule(staff, str(two), {"clientId": 1, "slotId": first}, None).status_code)
+            lambda: service.reschedule(staff, str(one), {"clientId": 1, "slotId": second}, None).status,
+            lambda: service.reschedule(staff, str(two), {"clientId": 1, "slotId": first}, None).status)
         assert statuses == [409, 409], statuses
         assert (_row(app_env, one), _row(app_env, two)) == ((first, "booked"), (second, "booked"))
 
@@ -372,8 +375,8 @@ def test_a_concurrent_cancel_and_check_in_have_one_winner(client, app_env):
         appointment = _booked(client, app_env, slot, patient)
         ident = str(appointment)
         cancel_status, check_in_status = _race(
-            lambda: service.cancel(staff, ident, {"clientId": 1}).status_code,
-            lambda: service.set_status(staff, ident, {"clientId": 1, "status": "checked_in"}).status_code)
+            lambda: service.cancel(staff, ident, {"clientId": 1}).status,
+            lambda: service.set_status(staff, ident, {"clientId": 1, "status": "checked_in"}).status)
         assert sorted((cancel_status, check_in_status)) == [200, 409], (cancel_status, check_in_status)
         final = _row(app_env, appointment)[1]
         assert final == ("cancelled" if cancel_status == 200 else "checked_in")
@@ -461,7 +464,7 @@ def test_concurrent_patient_bookings_cannot_pass_the_cap(client, app_env):
         _booked(client, app_env, slot, patient)
     me = _principal(app_env, "patient", patient)
     statuses = _race(*[
-        (lambda s=slot: service.book(me, {"clientId": 1, "slotId": s, "patientId": patient}, None).status_code)
+        (lambda s=slot: service.book(me, {"clientId": 1, "slotId": s, "patientId": patient}, None).status)
         for slot in slots[cap - 1:]])
     assert sorted(statuses) == [201] + [409] * 5, statuses
     assert app_env.sql("SELECT count(*) FROM appointment WHERE tenant_id = 1 AND patient_id = :p"

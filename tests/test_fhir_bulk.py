@@ -104,7 +104,8 @@ def test_a_tenant_publishes_only_when_its_admin_says_so(app_env: AppEnv, servers
         assert call(server, "GET", f"{MANIFEST}?clientId=1", {})[0] == 404
         slot_file = f"{MANIFEST}/1/Slot.ndjson"
         assert call_raw(server, slot_file, {})[0] == 404
-        assert call_raw(server, slot_file, app_env.headers(role="patient", patient_id=new_patient(app_env.sql)))[0] == 200
+        assert call_raw(server, slot_file,
+                        app_env.headers(role="patient", patient_id=new_patient(app_env.sql)))[0] == 200
 
 
 def test_a_booking_on_one_process_shows_in_the_other_s_slot_file(app_env: AppEnv, servers: list[ApiServer]) -> None:

@@ -234,7 +234,8 @@ def test_redis_down_falls_back_to_this_container(fleet_env, app_env):
         mine = doc["container"]
         assert mine["l2"]["state"] == "down" and mine["tracking"] == "down"
         assert mine["l1"]["hits"] >= before["L1"] + during["L1"]
-        assert mine["overall"]["requests"] == sum(s[k] for s in (before, during) for k in ("L1", "L2", "DB", "STALE")) + 1
+        assert mine["overall"]["requests"] == sum(s[k] for s in (before, during)
+                                                  for k in ("L1", "L2", "DB", "STALE")) + 1
         assert mine["publish"]["errors"] + mine["publish"]["skipped"] >= 1
         assert mine["errors"]["l2"] >= 1
     finally:

@@ -13,7 +13,8 @@ def test_an_unexpected_database_error_logs_type_and_sqlstate_only(client, app_en
     app_env.sql("""CREATE FUNCTION refuse_booking() RETURNS trigger LANGUAGE plpgsql AS $$
                    BEGIN RAISE EXCEPTION 'refused for %', NEW.reason USING ERRCODE = 'P0001',
                          DETAIL = 'row: ' || NEW.reason; END $$""")
-    app_env.sql("CREATE TRIGGER refuse_booking BEFORE INSERT ON appointment FOR EACH ROW EXECUTE FUNCTION refuse_booking()")
+    app_env.sql("CREATE TRIGGER refuse_booking BEFORE INSERT ON appointment"
+                " FOR EACH ROW EXECUTE FUNCTION refuse_booking()")
     try:
         (slot, _, _), = free_future_slots(app_env, limit=1)
         patient = app_env.sql("SELECT min(id) FROM patient WHERE tenant_id = 1")[0][0]

@@ -5,6 +5,7 @@ right requirements file, every pin is needed, and the Lambda's files are complet
   the standard library, or chalice, whose runtime `chalice package` adds itself).
 - requirements-xray.txt: added to it for a stage with X-Ray on (infra/package.sh).
 - requirements-dev.txt: the tooling; tests/, bench/, tools/ import from it and the two above.
+- requirements-dev.lock: every package of the dev venv, pinned (nothing floats).
 A pin nothing imports must be a dependency of one that is imported (for the locks: named by
 the extras on its line, e.g. redis[hiredis]), or be listed in TOOLS with a reason. Pins
 match what this venv has installed, and `pip install --no-deps` of the locks (what
@@ -36,6 +37,8 @@ TOOLS = {
     "cfn-lint": "infra/package.sh runs the cfn-lint command (tests/test_package.py imports it too)",
     "chalice": "the chalice command packages the app (and app.py imports it)",
     "schemathesis": "property-based API testing against /api/openapi.json, asked for by a developer",
+    "ruff": "`make lint` (and .ci/run) runs the ruff command",
+    "mypy": "`make lint` (and .ci/run) runs the mypy command",
 }
 # Imported by the runtime code yet declared only in requirements-dev.txt: name -> why.
 RUNTIME_FROM_DEV = {"chalice": "`chalice package` adds chalice's own runtime (chalice/app.py) to the zip"}
@@ -251,3 +254,18 @@ def test_locks_are_complete_for_no_deps_install(lock: list[Pin]) -> None:
 def test_the_default_lambda_ships_no_xray_sdk() -> None:
     assert "aws-xray-sdk" not in {p.name for p in RUNTIME}
     assert {p.name for p in XRAY} >= {"aws-xray-sdk"}
+
+
+# Installed by the venv itself or by `make venv` from this checkout, never locked.
+_NOT_LOCKED = {"pip", "setuptools", "wheel", "hospital-booking"}
+
+
+def test_the_dev_lock_pins_every_installed_package() -> None:
+    """requirements-dev.lock is this venv, exactly: no package floats, every pin agrees."""
+    locked = {canonical(p.name): p.version for p in read_pins(ROOT / "requirements-dev.lock")}
+    installed = {canonical(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    unlocked = {n: v for n, v in installed.items() if n not in _NOT_LOCKED and locked.get(n) != v}
+    assert unlocked == {}, "installed but not locked at this version: run `make lock`"
+    disagreeing = {p.name: (p.version, locked.get(canonical(p.name))) for p in DEV
+                   if locked.get(canonical(p.name)) != p.version}
+    assert disagreeing == {}, "requirements-dev.txt and requirements-dev.lock disagree"

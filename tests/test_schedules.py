@@ -285,7 +285,8 @@ def test_admin_writes_are_audited_with_ids_only(client, app_env):
     created = client.http.post("/api/admin/departments", headers=headers,
                                body=_json.dumps({"clientId": 1, "name": "Audited Dept"}))
     assert created.status_code == 201, created.body
-    refused = client.http.post("/api/admin/departments", headers=headers, body=_json.dumps({"clientId": 1, "name": " "}))
+    refused = client.http.post("/api/admin/departments", headers=headers,
+                               body=_json.dumps({"clientId": 1, "name": " "}))
     assert refused.status_code == 400
     events = app_env.sql("""SELECT action, actor_role, details FROM audit_event WHERE tenant_id = 1
                             ORDER BY id DESC LIMIT 2""")

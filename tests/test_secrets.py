@@ -105,7 +105,8 @@ def test_url_style_and_binary_secrets_into_settings(secretsmanager: Any, monkeyp
     monkeypatch.setenv("DB_SECRET_ARN", create_secret(secretsmanager, {"DATABASE_URL": db_url}))
     monkeypatch.setenv("REDIS_SECRET_ARN",
                        create_secret(secretsmanager, b'{"REDIS_URL": "rediss://:pw@cache.internal:6380/2"}'))
-    monkeypatch.setenv("AUTH_SECRET_ARN", create_secret(secretsmanager, {"AUTH_SECRET": "from-json-secret-0123456789abcdef0123"}))
+    monkeypatch.setenv("AUTH_SECRET_ARN",
+                       create_secret(secretsmanager, {"AUTH_SECRET": "from-json-secret-0123456789abcdef0123"}))
 
     settings = load_settings(secrets=load_secret_values())
     assert settings.db == DatabaseSettings(host="pg.internal", port=6543, user="app", password="s@cret",
@@ -167,7 +168,8 @@ def test_reads_through_a_local_endpoint(aws_endpoint: str, endpoint_variable: st
     assert values == {"PGUSER": "hb_app", "PGPASSWORD": "pw", "AUTH_SECRET": "local-secret-0123456789abcdef0123456"}
     assert parameters.base.DEFAULT_PROVIDERS["secrets"].client.meta.endpoint_url == aws_endpoint
     settings = load_settings(secrets=values)
-    assert (settings.db.user, settings.db.password, settings.auth_secret) == ("hb_app", "pw", "local-secret-0123456789abcdef0123456")
+    assert (settings.db.user, settings.db.password, settings.auth_secret) == (
+        "hb_app", "pw", "local-secret-0123456789abcdef0123456")
 
 
 # The test server, read before the autouse fixture clears the settings variables.

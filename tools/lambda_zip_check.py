@@ -279,7 +279,8 @@ def report(result: StageResult) -> None:
               f" {len(found['zip_modules_compiled'])} compiled from source")
     for check in found.get("checks", []):
         mark = "ok  " if check["ok"] else "FAIL"
-        print(f"   {mark} {check['name']}: {check.get('status')} in {check.get('ms', 0):.1f} ms  {check.get('body', '')[:90]}")
+        print(f"   {mark} {check['name']}: {check.get('status')} in {check.get('ms', 0):.1f} ms"
+              f"  {check.get('body', '')[:90]}")
     if result.xray and found.get("xray_segments") is not None:
         print(f"   X-Ray segments sent: {found['xray_segments']}; from the runtime stand-in: "
               f"{found['modules']['runtime']}")

@@ -36,7 +36,7 @@ def _newest_first(query: AuditQuery) -> list[list[Any]]:
                ("patient_id = :patient", "patient", query.patientId), ("actor_sub = :actor", "actor", query.actor),
                ("action = :action", "action", query.action), ("at >= :from_at", "from_at", query.from_),
                ("at < :to_at", "to_at", query.to)]
-    where, params = ["tenant_id = :t"], {"t": query.clientId, "lim": query.limit + 1}
+    where, params = ["tenant_id = :t"], dict[str, object](t=query.clientId, lim=query.limit + 1)
     for condition, name, value in filters:
         if value is not None:
             where.append(condition)

@@ -16,12 +16,13 @@ the caller can invalidate caches after commit.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from pg8000.exceptions import DatabaseError
 
 from chalicelib.audit.actor import Actor
 from chalicelib.audit.writes import audit_params, audited
+from chalicelib.booking.errors import Conflict, NotFound
 from chalicelib.booking.idempotency import IdempotencyKey, request_hash, run_once
 from chalicelib.booking.locking import BOOKABLE_SLOT, BOOKING_LOCKS, appointment_locks
 from chalicelib.booking.models import BookingBody, CancelBody, RescheduleBody
@@ -29,7 +30,6 @@ from chalicelib.booking.outcome import Touched, WriteResult, conflict, error_bod
 from chalicelib.booking.queries import APPOINTMENT_JOINS, appointment_json_sql
 from chalicelib.db import connection as db
 from chalicelib.db.connection import sqlstate
-from chalicelib.http import ApiError
 
 _DEADLOCK = "40P01"
 _APPOINTMENT_DOCUMENT = f"json_build_object('appointment', {appointment_json_sql()})::text"
@@ -140,9 +140,9 @@ def _in_savepoint(conn: db.Transaction, attempt: Callable[[], WriteResult]) -> W
 def _book_result(body: BookingBody, rows: list[list[object]]) -> WriteResult:
     slot_found, patient_found, in_future, doctor_id, day, at_cap, created = rows[0]
     if not slot_found:
-        raise ApiError(404, f"Slot {body.slotId} does not exist for this clientId or is no longer offered.")
+        raise NotFound(f"Slot {body.slotId} does not exist for this clientId or is no longer offered.")
     if not patient_found:
-        raise ApiError(404, f"Patient {body.patientId} does not exist for this clientId.")
+        raise NotFound(f"Patient {body.patientId} does not exist for this clientId.")
     if not in_future:
         return WriteResult(409, error_body("slot_taken", "This slot has already started and cannot be booked."), None)
     if at_cap:
@@ -201,28 +201,27 @@ def cancel(appointment_id: int, body: CancelBody, actor: Actor, patient_id: Opti
     sql = _CANCEL_SQL.format(owner=_owner(params, patient_id))
     found, status, in_future, updated, doctor_id, day = db.write(sql, **params)[0]
     if not found:
-        raise ApiError(404, f"Appointment {appointment_id} does not exist for this clientId.")
+        raise NotFound(f"Appointment {appointment_id} does not exist for this clientId.")
     if updated is None:
         why = f"it is {status.replace('_', ' ')}" if status != "booked" else "it has already started"
-        raise ApiError(409, f"This appointment cannot be cancelled: {why}.", code="not_cancellable")
+        raise Conflict(f"This appointment cannot be cancelled: {why}.", code="not_cancellable")
     return WriteResult(200, updated, Touched.slots(body.clientId, (doctor_id, day)))
 
 
-def _reschedule_result(appointment_id: int, body: RescheduleBody, rows: list[list[object]]) -> WriteResult:
+def _reschedule_result(appointment_id: int, body: RescheduleBody, rows: list[list[Any]]) -> WriteResult:
     (found, status, in_future, slot_found, slot_in_future, updated,
      old_doctor, old_day, new_doctor, new_day) = rows[0]
     if not found:
-        raise ApiError(404, f"Appointment {appointment_id} does not exist for this clientId.")
+        raise NotFound(f"Appointment {appointment_id} does not exist for this clientId.")
     if not slot_found:
-        raise ApiError(404, f"Slot {body.slotId} does not exist for this clientId or is no longer offered.")
+        raise NotFound(f"Slot {body.slotId} does not exist for this clientId or is no longer offered.")
     if updated is None and not (status == "booked" and in_future):
         why = f"it is {str(status).replace('_', ' ')}" if status != "booked" else "it has already started"
         return WriteResult(409, error_body("not_reschedulable", f"This appointment cannot be rescheduled: {why}."),
                            None)
     if updated is None:
         return WriteResult(409, error_body("slot_taken", "This slot has already started and cannot be booked."), None)
-    return WriteResult(200, updated, Touched.slots(body.clientId, (old_doctor, old_day),  # type: ignore[arg-type]
-                                                        (new_doctor, new_day)))
+    return WriteResult(200, updated, Touched.slots(body.clientId, (old_doctor, old_day), (new_doctor, new_day)))
 
 
 def reschedule(appointment_id: int, body: RescheduleBody, actor: Actor, patient_id: Optional[int] = None,
@@ -249,4 +248,4 @@ _OWN_APPOINTMENT_SQL = "SELECT 1 FROM appointment WHERE tenant_id = :t AND id = 
 def _require_own(conn: db.Transaction, tenant: int, appointment_id: int, patient_id: Optional[int]) -> None:
     """404, as for a fresh request, unless a patient's appointment is their own (staff: any)."""
     if patient_id is not None and not conn.run(_OWN_APPOINTMENT_SQL, t=tenant, id=appointment_id, pid=patient_id):
-        raise ApiError(404, f"Appointment {appointment_id} does not exist for this clientId.")
+        raise NotFound(f"Appointment {appointment_id} does not exist for this clientId.")

@@ -22,9 +22,9 @@ from typing import Any, Callable, Mapping
 
 import orjson
 
+from chalicelib.booking.errors import KeyReused, TooManyKeys
 from chalicelib.booking.outcome import WriteResult
 from chalicelib.db import connection as db
-from chalicelib.http import ApiError
 
 # How long an Idempotency-Key's answer is kept and replayed (API.md: 24 hours).
 IDEMPOTENCY_RETENTION = "24 hours"
@@ -100,16 +100,15 @@ def _replay(stored: list[Any], operation: str, hashed: str) -> WriteResult:
     """The stored answer of this key, or 422 when it answered another request."""
     previous_operation, previous_hash, status, previous_body = stored
     if (previous_operation, previous_hash) != (operation, hashed):
-        raise ApiError(422, "This Idempotency-Key was already used with a different request.",
-                       code="idempotency_key_reused")
+        raise KeyReused("This Idempotency-Key was already used with a different request.")
     return WriteResult(status, previous_body, None)
 
 
 def _check_live_keys(conn: db.Transaction, idempotency: IdempotencyKey) -> None:
-    """429 with Retry-After when the principal already holds its most live keys."""
+    """TooManyKeys (with the seconds until the oldest expires) when the principal already
+    holds its most live keys."""
     held, oldest_expires_in = conn.run(_LIVE_KEYS_SQL, t=idempotency.tenant, s=idempotency.subject)[0]
     if held >= idempotency.max_live_keys:
-        retry_after = max(1, int(oldest_expires_in))
-        raise ApiError(429, f"This caller already holds {idempotency.max_live_keys} Idempotency-Keys from the"
-                            " last 24 hours; retry later or send the request without a key.",
-                       code="too_many_idempotency_keys", headers={"Retry-After": str(retry_after)})
+        raise TooManyKeys(f"This caller already holds {idempotency.max_live_keys} Idempotency-Keys from the"
+                          " last 24 hours; retry later or send the request without a key.",
+                          retry_after_s=max(1, int(oldest_expires_in)))

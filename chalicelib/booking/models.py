@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from chalicelib.booking import cursor as page_cursor
-from chalicelib.http import ApiError
+from chalicelib.booking.errors import InvalidRequest
 from chalicelib.settings import get_settings
 
 INT4_MAX = 2_147_483_647
@@ -103,7 +103,7 @@ def parse_path_id(text: str, what: str = "appointment id") -> int:
     """A positive 64-bit id from a URL path segment; 400 for anything else (checked by
     shape first, so a 5,000-digit number is refused without being converted)."""
     if not _PATH_ID_RE.match(text) or int(text) > INT8_MAX:
-        raise ApiError(400, f"The {what} in the path must be a positive integer.")
+        raise InvalidRequest(f"The {what} in the path must be a positive integer.")
     return int(text)
 
 
@@ -163,12 +163,12 @@ class AppointmentListQuery(PagedQuery):
     def check_range(self) -> None:
         """400 when the date filters contradict each other or span too long."""
         if self.date is not None and (self.from_ is not None or self.to is not None):
-            raise ApiError(400, "Use either date or from/to, not both.")
+            raise InvalidRequest("Use either date or from/to, not both.")
         if self.from_ and self.to:
             if self.to < self.from_:
-                raise ApiError(400, "'to' must not be before 'from'.")
+                raise InvalidRequest("'to' must not be before 'from'.")
             if (self.to - self.from_).days > MAX_RANGE_DAYS:
-                raise ApiError(400, f"A date range may span at most {MAX_RANGE_DAYS} days.")
+                raise InvalidRequest(f"A date range may span at most {MAX_RANGE_DAYS} days.")
 
 
 AuditAction = Literal["book", "cancel", "reschedule", "status", "patient_search", "patient_read",
@@ -191,7 +191,7 @@ class AuditQuery(PagedQuery):
     def check_range(self) -> None:
         """400 when `to` is before `from`."""
         if self.from_ is not None and self.to is not None and self.to < self.from_:
-            raise ApiError(400, "'to' must not be before 'from'.")
+            raise InvalidRequest("'to' must not be before 'from'.")
 
 
 class BodyModel(BaseModel):
@@ -244,4 +244,4 @@ def parse(model: type[BaseModel], data: Any) -> Any:
         message = first["message"].rstrip(".")
         if message == "Field required":
             message = "is required"
-        raise ApiError(400, f"Invalid parameter '{first['field']}': {message}.", details=details) from None
+        raise InvalidRequest(f"Invalid parameter '{first['field']}': {message}.", details=details) from None

@@ -10,11 +10,11 @@ from pg8000.exceptions import DatabaseError
 
 from chalicelib.booking import scopes
 from chalicelib.booking.admin_models import BulkPatient, PatientBody, PatientFields
+from chalicelib.booking.errors import Conflict, InvalidRequest
 from chalicelib.booking.models import parse
 from chalicelib.booking.outcome import Touched, WriteResult
 from chalicelib.db import connection as db
 from chalicelib.db.connection import sqlstate
-from chalicelib.http import ApiError
 
 _UNIQUE_VIOLATION = "23505"
 _COLUMNS = "id, name, birth_date, record_number"
@@ -45,7 +45,7 @@ def create_patient(conn: db.Transaction, body: PatientBody) -> WriteResult:
         if sqlstate(exc) != _UNIQUE_VIOLATION:
             raise
         conn.run("ROLLBACK TO SAVEPOINT new_patient")
-        raise ApiError(409, "A patient with this record number already exists.",
+        raise Conflict("A patient with this record number already exists.",
                        code="duplicate_record_number") from None
     return _changed(body.clientId, 201, {"patient": _patient(row)})
 
@@ -64,14 +64,14 @@ def valid_rows(rows: Sequence[Mapping[str, Any]]) -> list[BulkPatient]:
     for index, row in enumerate(rows):
         try:
             patient = parse(BulkPatient, row)
-        except ApiError as bad:
-            raise ApiError(400, f"patients[{index}]: {bad.message}",
-                           details=[{"index": index, **d} for d in bad.details or []]) from None
+        except InvalidRequest as bad:
+            raise InvalidRequest(f"patients[{index}]: {bad.message}",
+                                 details=[{"index": index, **d} for d in bad.details or []]) from None
         key = patient.recordNumber
         if key in seen:
-            raise ApiError(400, f"patients[{index}]: record number repeats patients[{seen[key]}].",
-                           details=[{"index": index, "field": "recordNumber",
-                                     "message": f"repeats patients[{seen[key]}]"}])
+            raise InvalidRequest(f"patients[{index}]: record number repeats patients[{seen[key]}].",
+                                 details=[{"index": index, "field": "recordNumber",
+                                           "message": f"repeats patients[{seen[key]}]"}])
         seen[key] = index
         parsed.append(patient)
     return parsed

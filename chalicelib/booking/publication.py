@@ -10,9 +10,9 @@ import orjson
 
 from chalicelib.booking import scopes
 from chalicelib.booking.admin_models import SlotPublicationBody
+from chalicelib.booking.errors import NotFound
 from chalicelib.booking.outcome import Touched, WriteResult
 from chalicelib.db import connection as db
-from chalicelib.http import ApiError
 
 
 def publication(row: list[Any]) -> dict[str, Any]:
@@ -26,6 +26,6 @@ def set_publication(conn: db.Transaction, body: SlotPublicationBody) -> WriteRes
                        WHERE id = :t RETURNING id, publish_slots, booking_link, booking_phone""",
                     t=body.clientId, public=body.public, link=body.bookingLink, phone=body.bookingPhone)
     if not rows:
-        raise ApiError(404, "No hospital with this clientId exists.")
+        raise NotFound("No hospital with this clientId exists.")
     answer = {"publication": publication(rows[0])}
     return WriteResult(200, orjson.dumps(answer).decode(), Touched(body.clientId, (), (), (scopes.CATALOG,)))

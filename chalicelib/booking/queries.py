@@ -106,7 +106,7 @@ def free_slots(query: SlotsQuery) -> Optional[str]:
 
 def appointment_list(query: AppointmentListQuery) -> Optional[str]:
     """GET /api/appointments/list: one page in (startsAt, id) order plus the next cursor."""
-    filters, params = "", {"t": query.clientId, "lim": query.limit}
+    filters, params = "", dict[str, object](t=query.clientId, lim=query.limit)
     if query.date is not None:
         filters += " AND a.day = :day"
         params["day"] = query.date

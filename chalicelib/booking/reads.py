@@ -9,7 +9,7 @@ from chalice import Response
 
 from chalicelib.audit.read_log import ReadEvent, read_log
 from chalicelib.auth import Principal
-from chalicelib.http import ApiError
+from chalicelib.booking.errors import NotFound
 
 if TYPE_CHECKING:
     from chalicelib.cache.keys import CacheKey
@@ -56,8 +56,9 @@ def cached_response(result: CacheResult, if_none_match: Optional[str], diagnosti
     patient is not told what other users read a moment ago."""
     entry = result.entry
     max_age = int(entry.fresh_until - time.time())
-    headers = {"Content-Type": "application/json", "ETag": entry.etag, "Vary": "Authorization",
-               "Cache-Control": f"private, max-age={max_age if max_age > 0 else 0}"}
+    headers: dict[str, str | list[str]] = {
+        "Content-Type": "application/json", "ETag": entry.etag, "Vary": "Authorization",
+        "Cache-Control": f"private, max-age={max_age if max_age > 0 else 0}"}
     if diagnostics:
         headers["X-Cache"] = result.source
         headers["Server-Timing"] = _server_timing(result)
@@ -72,7 +73,7 @@ def read(current: TieredCache, plan: ReadPlan, if_none_match: Optional[str]) -> 
     its audit event, if it has one."""
     result = current.get_or_load(plan.key, plan.loader, plan.policy)
     if result is None:
-        raise ApiError(404, _NO_TENANT)
+        raise NotFound(_NO_TENANT)
     if plan.audit is not None:
         read_log.record(plan.audit)
     return cached_response(result, if_none_match, plan.diagnostics)

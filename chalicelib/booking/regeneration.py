@@ -19,10 +19,10 @@ from typing import Any
 
 import orjson
 
+from chalicelib.booking.errors import Conflict
 from chalicelib.booking.queries import APPOINTMENT_JOINS, appointment_json_sql
-from chalicelib.db import connection as db
-from chalicelib.http import ApiError
 from chalicelib.booking.slot_plan import OFFER_AGAIN_SQL, PLANNED_SLOTS
+from chalicelib.db import connection as db
 from chalicelib.settings import get_settings
 
 # The doctor row (serializes regenerations of one doctor) with NO KEY UPDATE, so a booking's
@@ -98,7 +98,7 @@ def follow_schedule(conn: db.Transaction, tenant: int, doctor: int, cancel_appoi
     conn.run(_LOCK_SQL, t=tenant, doctor=doctor)
     stranded = conn.run(_STRANDED_SQL, t=tenant, doctor=doctor)
     if stranded and not cancel_appointments:
-        raise ApiError(409, f"{len(stranded)} booked appointment(s) would fall outside the schedule; send"
+        raise Conflict(f"{len(stranded)} booked appointment(s) would fall outside the schedule; send"
                             ' "cancelAppointments": true to cancel them.', code="schedule_conflict",
                        details=[{"appointmentId": a, "startsAt": s.isoformat(), "patientId": p}
                                 for a, s, p in stranded])

@@ -25,10 +25,10 @@ from chalicelib.audit.actor import Actor
 from chalicelib.audit.read_log import ReadEvent
 from chalicelib.auth import STAFF, Principal, require_role, require_tenant
 from chalicelib.booking import scopes
+from chalicelib.booking.errors import NotAllowed
 from chalicelib.booking.reads import ReadPlan
 from chalicelib.cache.keys import CacheKey, KeySpace
 from chalicelib.cache.policies import Freshness
-from chalicelib.http import ApiError
 from chalicelib.lazy import lazy_module
 from chalicelib.settings import get_settings
 
@@ -102,7 +102,7 @@ def _own_list(principal: Principal, q: AppointmentListQuery) -> AppointmentListQ
     if not principal.is_patient:
         return q
     if q.patientId is not None and q.patientId != principal.patient_id:
-        raise ApiError(403, "A patient may list only their own appointments.")
+        raise NotAllowed("A patient may list only their own appointments.")
     return q.model_copy(update={"patientId": principal.patient_id})
 
 

@@ -9,12 +9,19 @@ from typing import Any, Optional
 import orjson
 
 from chalicelib.booking import scopes
-from chalicelib.booking.admin_models import (AbsenceBody, DepartmentBody, DepartmentChange, DoctorBody,
-                                             DoctorChange, WorkingHoursBody, WorkingPeriod)
+from chalicelib.booking.admin_models import (
+    AbsenceBody,
+    DepartmentBody,
+    DepartmentChange,
+    DoctorBody,
+    DoctorChange,
+    WorkingHoursBody,
+    WorkingPeriod,
+)
+from chalicelib.booking.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.booking.outcome import Touched, WriteResult
 from chalicelib.booking.regeneration import Regenerated, follow_schedule
 from chalicelib.db import connection as db
-from chalicelib.http import ApiError
 
 _DEPARTMENT_COLUMNS = "id, name, active"
 _DOCTOR_COLUMNS = "id, name, department_id, specialty, active"
@@ -41,8 +48,9 @@ def _catalog_changed(tenant: int, status: int, body: dict[str, Any], doctor: Opt
 def _require_active_department(conn: db.Transaction, tenant: int, department: int) -> None:
     """400 naming departmentId unless the tenant has this active department."""
     if not conn.run("SELECT 1 FROM department WHERE tenant_id = :t AND id = :d AND active", t=tenant, d=department):
-        raise ApiError(400, f"Invalid parameter 'departmentId': no active department {department} in this tenant.",
-                       details=[{"field": "departmentId", "message": "is not an active department of this tenant"}])
+        raise InvalidRequest(f"Invalid parameter 'departmentId': no active department {department} in this tenant.",
+                             details=[{"field": "departmentId",
+                                       "message": "is not an active department of this tenant"}])
 
 
 def create_department(conn: db.Transaction, body: DepartmentBody) -> WriteResult:
@@ -58,14 +66,14 @@ def change_department(conn: db.Transaction, department: int, body: DepartmentCha
     if body.active is False and conn.run(
             "SELECT 1 FROM doctor WHERE tenant_id = :t AND department_id = :d AND active LIMIT 1",
             t=body.clientId, d=department):
-        raise ApiError(409, "This department still has active doctors; move or deactivate them first.",
+        raise Conflict("This department still has active doctors; move or deactivate them first.",
                        code="department_in_use")
     rows = conn.run(f"""UPDATE department SET name = coalesce(CAST(:name AS text), name),
                                            active = coalesce(CAST(:active AS boolean), active)
                         WHERE tenant_id = :t AND id = :d RETURNING {_DEPARTMENT_COLUMNS}""",
                     t=body.clientId, d=department, name=body.name, active=body.active)
     if not rows:
-        raise ApiError(404, f"Department {department} does not exist for this clientId.")
+        raise NotFound(f"Department {department} does not exist for this clientId.")
     return _catalog_changed(body.clientId, 200, {"department": _department(rows[0])})
 
 
@@ -93,7 +101,7 @@ def change_doctor(conn: db.Transaction, doctor: int, body: DoctorChange) -> Writ
                     t=body.clientId, doctor=doctor, name=body.name, d=body.departmentId,
                     specialty=body.specialty, active=body.active)
     if not rows:
-        raise ApiError(404, f"Doctor {doctor} does not exist for this clientId.")
+        raise NotFound(f"Doctor {doctor} does not exist for this clientId.")
     regenerated = None
     if body.departmentId is not None or body.active is not None:
         regenerated = follow_schedule(conn, body.clientId, doctor)
@@ -102,7 +110,7 @@ def change_doctor(conn: db.Transaction, doctor: int, body: DoctorChange) -> Writ
 
 def _require_doctor(conn: db.Transaction, tenant: int, doctor: int) -> None:
     if not conn.run("SELECT 1 FROM doctor WHERE tenant_id = :t AND id = :doctor", t=tenant, doctor=doctor):
-        raise ApiError(404, f"Doctor {doctor} does not exist for this clientId.")
+        raise NotFound(f"Doctor {doctor} does not exist for this clientId.")
 
 
 def check_no_overlap(hours: list[WorkingPeriod]) -> None:
@@ -112,7 +120,7 @@ def check_no_overlap(hours: list[WorkingPeriod]) -> None:
                for j, i in zip(ordered, ordered[1:])
                if hours[i].weekday == hours[j].weekday and hours[i].start < hours[j].end]
     if details:
-        raise ApiError(400, f"Invalid parameter '{details[0]['field']}': {details[0]['message']}.", details=details)
+        raise InvalidRequest(f"Invalid parameter '{details[0]['field']}': {details[0]['message']}.", details=details)
 
 
 def _period(period: WorkingPeriod) -> dict[str, Any]:
@@ -164,7 +172,7 @@ def remove_absence(conn: db.Transaction, tenant: int, doctor: int, absence: int)
     rows = conn.run("""DELETE FROM absence WHERE tenant_id = :t AND doctor_id = :doctor AND id = :a
                        RETURNING id, starts_at, ends_at, reason""", t=tenant, doctor=doctor, a=absence)
     if not rows:
-        raise ApiError(404, f"Absence {absence} of doctor {doctor} does not exist for this clientId.")
+        raise NotFound(f"Absence {absence} of doctor {doctor} does not exist for this clientId.")
     regenerated = follow_schedule(conn, tenant, doctor)
     return _catalog_changed(tenant, 200, {"absence": _absence(rows[0]), "slotsAdded": regenerated.added},
                             doctor, regenerated)

@@ -13,12 +13,12 @@ from typing import Optional
 
 from chalicelib.audit.actor import Actor
 from chalicelib.audit.writes import audit_params, audited
+from chalicelib.booking.errors import NotFound
 from chalicelib.booking.locking import appointment_locks
 from chalicelib.booking.models import StatusBody
 from chalicelib.booking.outcome import Touched, WriteResult, error_body
 from chalicelib.booking.queries import APPOINTMENT_JOINS, appointment_json_sql
 from chalicelib.db import connection as db
-from chalicelib.http import ApiError
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def set_status(appointment_id: int, body: StatusBody, actor: Actor) -> WriteResu
         source=rule.source if rule is not None else None, after_start=rule is not None and rule.after_start,
         **audit_params(actor, "status"))[0]
     if not found:
-        raise ApiError(404, f"Appointment {appointment_id} does not exist for this clientId.")
+        raise NotFound(f"Appointment {appointment_id} does not exist for this clientId.")
     if updated is None:
         why = (f"it is {current.replace('_', ' ')}" if rule is None or current != rule.source
                else "its slot has not started yet")

@@ -129,7 +129,7 @@ class ClusterTracker:
         self.breaker.success()
         poller = select.poll()
         for conn in conns:
-            poller.register(redis_seam.socket_of(conn), select.POLLIN)
+            poller.register(redis_seam.live_socket(conn), select.POLLIN)
         self._conns, self._starts, self._owners, self._poller = conns, starts, owners, poller
         self.lease.granted(started)
         return True
@@ -159,7 +159,7 @@ class ClusterTracker:
         if self.settings.tls:
             for conn in conns:
                 sock = redis_seam.socket_of(conn)
-                if sock is None or sock.pending():
+                if sock is None or redis_seam.tls_bytes_pending(sock):
                     return False
         self._last_drain = now
         return True

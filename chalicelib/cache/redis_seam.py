@@ -5,24 +5,41 @@ on the request path) nor a public way to set a RESP3 invalidation-push handler o
 connection. On a cluster, a slots refresh is announced through redis-py's event dispatcher
 (`AfterSlotsCacheRefreshEvent`: every re-initialisation and every MOVED that changed an
 owner), but an ASK redirection is not announced at all: the cluster client's own
-`get_node(node_name=...)` is what its ASK path calls, so that one method is wrapped. `check()` fails loudly when an upgrade moves them (tests/unit/test_seams.py).
+`get_node(node_name=...)` is what its ASK path calls, so that one method is wrapped.
+`check()` fails loudly when an upgrade moves them (tests/unit/test_seams.py).
 """
 from __future__ import annotations
 
 import socket
+import ssl
 from typing import Any, Callable, Optional
 
 from redis.connection import Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 
 def socket_of(conn: Connection) -> Optional[socket.socket]:
     """The connected socket, or None when the connection is closed."""
-    return conn._sock  # type: ignore[attr-defined]
+    sock: Optional[socket.socket] = conn._sock
+    return sock
+
+
+def live_socket(conn: Connection) -> socket.socket:
+    """The socket of a connection that has just connected (redis' ConnectionError if closed)."""
+    sock = socket_of(conn)
+    if sock is None:
+        raise RedisConnectionError("the connection closed")
+    return sock
+
+
+def tls_bytes_pending(sock: socket.socket) -> bool:
+    """Has the TLS layer already decrypted bytes that polling the socket cannot see?"""
+    return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
 
 def set_push_handler(conn: Connection, handler: Callable[[list[Any]], None]) -> None:
     """Have the connection's RESP3 parser call `handler` for each invalidation push."""
-    conn._parser.set_invalidation_push_handler(handler)  # type: ignore[attr-defined]
+    conn._parser.set_invalidation_push_handler(handler)
 
 
 def topology_dispatcher(callback: Optional[Callable[[], None]]) -> Any:
@@ -32,9 +49,11 @@ def topology_dispatcher(callback: Optional[Callable[[], None]]) -> Any:
 
     dispatcher = EventDispatcher()
     if callback is not None:
+        notify: Callable[[], None] = callback
+
         class _Listener(EventListenerInterface):
             def listen(self, event: object) -> None:
-                callback()
+                notify()
 
         dispatcher.register_listeners({AfterSlotsCacheRefreshEvent: [_Listener()]})
     return dispatcher

@@ -7,7 +7,7 @@ breaker is open, so callers fall back to L1 and PostgreSQL; `available` says whi
 from __future__ import annotations
 
 import secrets
-from typing import Callable, Optional, Sequence, TypeVar
+from typing import Any, Callable, Optional, Sequence, TypeVar, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -161,7 +161,7 @@ class RedisTier:
         except Exception as exc:  # RedisClusterException is no RedisError
             raise redis.ConnectionError(f"no Redis Cluster node answered: {exc}") from exc
 
-    def _script(self, name: str) -> Callable[..., object]:
+    def _script(self, name: str) -> Callable[..., Any]:
         self.client  # noqa: B018 - builds the client (and its scripts) on first use
         return getattr(self, name)
 
@@ -188,7 +188,8 @@ class RedisTier:
 
     def fetch(self, version_keys: Sequence[str], body_key: str) -> Optional[list[Optional[bytes]]]:
         """One MGET of the version keys and the body; None when Redis is unavailable."""
-        return self._call(lambda: self.client.mget([*version_keys, body_key]), None)
+        got = self._call(lambda: self.client.mget([*version_keys, body_key]), None)
+        return cast(Optional[list[Optional[bytes]]], got)  # bytes: the client never decodes
 
     def init_versions(self, version_keys: Sequence[str]) -> Optional[list[bytes]]:
         """Current values of `version_keys`, creating the missing ones; None if unavailable."""
@@ -235,7 +236,7 @@ class RedisTier:
 
     def get_value(self, key: str) -> Optional[bytes]:
         """A plain value (not a cache entry); None when missing or Redis is unavailable."""
-        return self._call(lambda: self.client.get(key), None)
+        return cast(Optional[bytes], self._call(lambda: self.client.get(key), None))
 
     def set_value(self, key: str, value: bytes, ttl_s: int) -> None:
         """Store a plain value with a lifetime; does nothing when Redis is unavailable."""

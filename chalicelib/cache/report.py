@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping, Optional, Sequence
 
-from chalicelib.cache import histogram
 from chalicelib.cache import fleet as fleet_state
+from chalicelib.cache import histogram
 from chalicelib.cache.fleet import FleetRead, Publisher
 
 _started = time.time()

@@ -105,7 +105,7 @@ class InvalidationTracker:
         self._conn = conn
         # The socket itself, polled without blocking on the fast path.
         self._poller = select.poll()
-        self._poller.register(redis_seam.socket_of(conn), select.POLLIN)
+        self._poller.register(redis_seam.live_socket(conn), select.POLLIN)
         self.lease.granted(started)
         return True
 
@@ -136,7 +136,7 @@ class InvalidationTracker:
                 return False
         except RuntimeError:  # another thread is polling right now: take the locked path
             return False
-        if self.settings.tls and sock.pending():
+        if redis_seam.tls_bytes_pending(sock):
             return False
         self._last_drain = now
         return True

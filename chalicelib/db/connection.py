@@ -34,7 +34,6 @@ from pg8000.exceptions import DatabaseError, InterfaceError
 from chalicelib.db.errors import DatabaseUnavailable, PoolExhausted, WriteOutcomeUnknown
 from chalicelib.settings import DatabaseSettings, get_settings, reload_settings
 
-
 T = TypeVar("T")
 # SQLSTATEs that mean "the server went away" (admin shutdown, crash, cannot connect).
 _GONE = {"57P01", "57P02", "57P03", "08000", "08003", "08006", "08001", "08004"}
@@ -298,7 +297,7 @@ def replica_pool() -> Pool | None:
                 _replica = None if read is None else Pool(read.pool_size, read.pool_wait_ms / 1000.0,
                                                           _open_replica_session)
             current = _replica
-    return current  # type: ignore[no-any-return]
+    return current
 
 
 def _record_commit_lsn(session: Session) -> bool:

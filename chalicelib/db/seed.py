@@ -244,7 +244,8 @@ all_tries AS (
     UNION ALL
     SELECT tenant_id, slot_id, doctor_id, department_id, day, starts_at, ends_at, patient_first_id,
            patient_count, local_hour, 2, pg_temp.seed_status(band, 0.85 * pg_temp.seed_u(:seed, slot_id || ':status2')),
-           date_trunc('second', cancelled_at + (horizon - cancelled_at) * pg_temp.seed_u(:seed, slot_id || ':rebooked')),
+           date_trunc('second', cancelled_at + (horizon - cancelled_at)
+                                * pg_temp.seed_u(:seed, slot_id || ':rebooked')),
            NULL
     FROM first_done
     WHERE status = 'cancelled' AND pg_temp.seed_u(:seed, slot_id || ':rebook') < CAST(:rebook_rate AS float8)
@@ -270,7 +271,8 @@ SELECT a.tenant_id,
        a.cancelled_at,
        CASE WHEN a.status = 'cancelled'
             THEN (CAST(:cancel_reasons AS text[]))[1 + floor(pg_temp.seed_u(:seed, a.slot_id || ':cancel-reason')
-                                                             * cardinality(CAST(:cancel_reasons AS text[])))::integer] END
+                                                             * cardinality(CAST(:cancel_reasons AS text[])))::integer]
+       END
 FROM in_hour a
 """
 

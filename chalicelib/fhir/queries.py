@@ -60,7 +60,7 @@ TABLES = {t.resource_type: t for t in (
 
 def _where(table: Table, query: Query) -> tuple[str, dict[str, object]]:
     """The rows of `table` that match `query`, and the statement's parameters."""
-    sql, params = table.rows, {"t": query.clientId}
+    sql, params = table.rows, dict[str, object](t=query.clientId)
     for name, value in query.filters:
         sql += " AND " + table.conditions[name]
         params[name.replace("-", "_")] = value
@@ -96,7 +96,8 @@ def page_link(resource_type: str, query: Query, offset: int) -> str:
     """The URL of one page of a search (its filters in canonical order)."""
     pairs = [(n, v) for n, v in query.filters]
     if query.days:
-        pairs += [("start", "ge" + query.days[0].isoformat()), ("start", "lt" + (query.days[-1] + dt.timedelta(days=1)).isoformat())]
+        after_last = query.days[-1] + dt.timedelta(days=1)
+        pairs += [("start", "ge" + query.days[0].isoformat()), ("start", "lt" + after_last.isoformat())]
     pairs += [("_count", str(query.count)), ("_offset", str(offset))]
     return f"/fhir/R4/{resource_type}?{urlencode(pairs)}"
 

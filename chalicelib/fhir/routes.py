@@ -46,10 +46,10 @@ def register(app: Chalice) -> None:
     """Add the FHIR routes to `app`."""
 
     def headers() -> Mapping[str, str]:
-        return lower_case_headers(app.current_request.headers)
+        return lower_case_headers(web.request().headers)
 
     def body() -> dict[str, Any]:
-        request = app.current_request
+        request = web.request()
         content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
         if content_type not in _BODY_TYPES:
             raise ApiError(415, "Send the body as Content-Type: application/fhir+json.",
@@ -82,16 +82,16 @@ def register(app: Chalice) -> None:
 
     def bulk_document(file: str, client_id: Optional[str]) -> Response:
         """The manifest or one file of `$bulk-publish` (a token, or a publishing tenant's id)."""
-        request = app.current_request
+        request = web.request()
         sent = headers()
         caller = web.principal(sent) if "authorization" in sent else None
         tenant = search.resource_id(client_id, "clientId") if client_id is not None else None
         return bulk.serve(get_cache(), caller, tenant, file, _base_url(request, sent), sent.get("if-none-match"))
 
     def type_level(type: str, **stray: Any) -> Response:  # noqa: A002 - the route's placeholder
-        request = app.current_request
+        request = web.request()
         if type == _BULK and request.method == "GET":
-            params = request.query_params or {}
+            params: Mapping[str, str] = request.query_params or {}
             search.refuse_unknown(params, ("clientId",))
             return bulk_document("manifest", params.get("clientId"))
         raise _unknown(type)
@@ -106,7 +106,7 @@ def register(app: Chalice) -> None:
         raise _unknown(type)
 
     def instance_operation(type: str, id: str, operation: str, **stray: Any) -> Response:  # noqa: A002
-        request = app.current_request
+        request = web.request()
         if type == _BULK and request.method == "GET":
             search.refuse_unknown(request.query_params or {}, ())
             return bulk_document(bulk.parse_file_name(operation), id)
@@ -144,7 +144,8 @@ def _refuse_others(app: Chalice, path: str, taken: tuple[str, ...]) -> None:
 
 def _unknown(resource_type: str, operation: Optional[str] = None) -> ApiError:
     """404 for a resource type, operation or interaction this server does not support."""
-    what = f"The interaction '{operation[:40]}'" if operation is not None else f"The resource type '{resource_type[:40]}'"
+    what = (f"The interaction '{operation[:40]}'" if operation is not None
+            else f"The resource type '{resource_type[:40]}'")
     return ApiError(404, f"{what} is not supported by this server; see /fhir/R4/metadata.", code="not_supported")
 
 

@@ -66,7 +66,7 @@ def conditional(response: Response, if_none_match: Optional[str], single: bool) 
         return response
     headers = dict(response.headers or {})
     version = version_of(response.body) if single else None
-    opaque = f'"{version}"' if version is not None else _opaque(headers.get("ETag", '""'))
+    opaque = f'"{version}"' if version is not None else _opaque(str(headers.get("ETag", '""')))
     headers["ETag"] = "W/" + opaque
     if if_none_match and (if_none_match.strip() == "*"
                           or opaque in (_opaque(tag) for tag in if_none_match.split(","))):

@@ -16,10 +16,11 @@ from chalice import Response
 
 from chalicelib.auth import Principal
 from chalicelib.booking import service
+from chalicelib.booking.outcome import WriteResult
 from chalicelib.fhir import queries
 from chalicelib.fhir.outcome import fhir_response
 from chalicelib.fhir.search import STATUS_FROM_FHIR, Query, resource_id
-from chalicelib.http import ApiError
+from chalicelib.http import ApiError, write_response
 
 
 def _reference(value: Any, resource_type: str, where: str) -> int:
@@ -53,13 +54,15 @@ def _appointment(body: Mapping[str, Any]) -> Mapping[str, Any]:
     return body
 
 
-def _rendered(principal: Principal, native: Response) -> Response:
-    """A native write's answer as the FHIR Appointment it produced (errors pass through)."""
-    if native.status_code >= 400:
-        return native
+def _rendered(principal: Principal, native: WriteResult) -> Response:
+    """A native write's result as the FHIR Appointment it produced (a refusal answered as a
+    result, such as 409 slot_taken, passes through in the API's error shape, which the FHIR
+    boundary turns into an OperationOutcome)."""
+    if native.status >= 400:
+        return write_response(native)
     ident = orjson.loads(native.body)["appointment"]["id"]
     appointment = queries.read("Appointment", Query(clientId=principal.tenant, filters=(("_id", str(ident)),)))
-    return fhir_response(appointment, status=native.status_code)
+    return fhir_response(appointment, status=native.status)
 
 
 def _existing(principal: Principal, condition: str) -> Optional[str]:

@@ -18,8 +18,8 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from chalicelib.booking import scopes
-from chalicelib.booking.invalidation import primary_ticket, replay_outbox
 from chalicelib.booking.caching import get_cache
+from chalicelib.booking.invalidation import primary_ticket, replay_outbox
 from chalicelib.db import connection as db
 from chalicelib.jobs.prewarm import active_tenants, prewarm_all
 from chalicelib.observability import emit_metrics

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Callable, Optional, TypeVar
 
 import redis
-from redis.exceptions import ResponseError, TimeoutError as RedisTimeoutError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chalicelib.cache.redis_tier import RedisTier
 

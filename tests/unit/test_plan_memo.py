@@ -35,7 +35,8 @@ def _request(query: dict[str, str], tenant: int = 1, ttl: int = 3600, token: Opt
     headers = {"authorization": f"Bearer {token}"}
     return Request({"multiValueQueryStringParameters": {k: [v] for k, v in query.items()},
                     "headers": headers, "pathParameters": None,
-                    "requestContext": {"httpMethod": "GET", "resourcePath": "/api/x", "identity": {"sourceIp": "127.0.0.1"}},
+                    "requestContext": {"httpMethod": "GET", "resourcePath": "/api/x",
+                                       "identity": {"sourceIp": "127.0.0.1"}},
                     "body": None, "isBase64Encoded": False, "stageVariables": None})
 
 
