@@ -41,9 +41,8 @@ def new_cache(settings: Settings) -> TieredCache:
     # The cache and redis-py behind it are imported by the first request, not at a cold start.
     from chalicelib.cache.tiered import TieredCache
 
-    cache = TieredCache(settings, declared_freshness(), source_errors=(DatabaseUnavailable,))
-    if cache.l2 is not None:
-        cache.l2.on_recover = lambda: _replay_quietly(cache)
+    cache = TieredCache(settings, declared_freshness(), source_errors=(DatabaseUnavailable,),
+                        on_l2_recover=_replay_quietly)
     _share_provider_keys(cache)
     return cache
 

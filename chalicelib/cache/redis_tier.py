@@ -125,7 +125,10 @@ class RedisTier:
     """Shared cache storage in Redis, guarded by a circuit breaker."""
 
     def __init__(self, settings: RedisSettings, stats: TierStats,
-                 on_topology_change: Optional[Callable[[], None]] = None) -> None:
+                 on_topology_change: Optional[Callable[[], None]] = None,
+                 on_recover: Optional[Callable[[], None]] = None) -> None:
+        """`on_topology_change`: called when a cluster's layout moves (the cluster client's
+        hooks); `on_recover`: called after the first success that follows a failure."""
         self.settings = settings
         self.stats = stats
         # One breaker for the whole of Redis, also on a cluster (docs/caching.md, "Redis
@@ -135,7 +138,7 @@ class RedisTier:
         self._client: Optional[redis.Redis] = None
         if not settings.cluster:  # redis.Redis connects lazily; RedisCluster at construction
             self._build()
-        self.on_recover: Optional[Callable[[], None]] = None
+        self.on_recover = on_recover
 
     def _build(self) -> redis.Redis:
         client = make_client(self.settings, self._on_topology_change)

@@ -29,7 +29,7 @@ from chalicelib.cache.policies import Freshness, Policy, policies_from
 from chalicelib.cache.redis_tier import RedisTier
 from chalicelib.cache.stats import CacheStats
 from chalicelib.cache.tickets import filling, new_token
-from chalicelib.cache.tracking import InvalidationTracker
+from chalicelib.cache.tracking import InvalidationTracker, TopologySignal, one_node, primaries_of
 from chalicelib.cache.verdict import L1Verdict, l1_verdict
 from chalicelib.settings import Settings
 
@@ -57,7 +57,8 @@ class TieredCache:
     `source_errors` means "source unavailable" (fail-safe applies)."""
 
     def __init__(self, settings: Settings, declared: Mapping[str, Freshness] = _NONE_DECLARED,
-                 source_errors: SourceErrors = ()) -> None:
+                 source_errors: SourceErrors = (),
+                 on_l2_recover: Optional[Callable[["TieredCache"], None]] = None) -> None:
         self.settings = settings
         self.config = settings.cache
         self.source_errors = source_errors
@@ -67,20 +68,18 @@ class TieredCache:
         self.l1 = MemoryTier(self.config.l1_max_entries, self.config.l1_max_bytes)
         self.l2: Optional[RedisTier] = None
         self.tracker: Optional[InvalidationTracker] = None
-        if settings.redis.enabled and settings.redis.cluster:
-            # One tracking connection per primary; the cluster client reports topology moves.
-            from chalicelib.cache.cluster_tracking import ClusterTracker, primaries_of
-
-            tracker = ClusterTracker(settings.redis, self.keys.version_prefix, self.config.tracking_idle_bound_s,
-                                     self.config.tracking_lease_s)
-            self.l2 = RedisTier(settings.redis, self.stats.l2, on_topology_change=tracker.topology_changed)
-            client = self.l2.client
-            tracker.discover = lambda: primaries_of(client)
-            self.tracker = tracker  # type: ignore[assignment]
-        elif settings.redis.enabled:
-            self.l2 = RedisTier(settings.redis, self.stats.l2)
+        if settings.redis.enabled:
+            # One tracking connection per node that owns keys; on a cluster, its client
+            # reports topology moves through the signal and lists the primaries.
+            topology = TopologySignal()
+            recover = (lambda: on_l2_recover(self)) if on_l2_recover is not None else None
+            l2 = RedisTier(settings.redis, self.stats.l2, on_recover=recover,
+                           on_topology_change=topology.set if settings.redis.cluster else None)
+            nodes = (lambda: primaries_of(l2.client)) if settings.redis.cluster else one_node(settings.redis)
+            self.l2 = l2
             self.tracker = InvalidationTracker(settings.redis, self.keys.version_prefix,
-                                               self.config.tracking_idle_bound_s, self.config.tracking_lease_s)
+                                               self.config.tracking_idle_bound_s, self.config.tracking_lease_s,
+                                               nodes=nodes, topology=topology)
         self.coherence = Coherence(self.tracker, self.stats)
         # Apply queued invalidations before anything is served from L1 (once per request).
         self.begin_request: Callable[[], None] = self.coherence.begin_request

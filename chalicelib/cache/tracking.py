@@ -1,28 +1,43 @@
-"""Invalidation pushes for L1: a RESP3 connection with `CLIENT TRACKING ON BCAST PREFIX
-... NOLOOP` on the version-key prefix.
+"""Invalidation pushes for L1: RESP3 connections with `CLIENT TRACKING ON BCAST PREFIX
+... NOLOOP` on the version-key prefix, one per Redis node that owns keys (one on a single
+node, one per primary on a cluster: `CLIENT TRACKING` reports only keys of its own node).
 
 Lambda freezes containers between invocations, so no listener thread can run. Redis
-queues the pushes in this socket instead; `drain()` reads them without blocking at the
+queues the pushes in these sockets instead; `drain()` reads them without blocking at the
 start of each request and reports the version keys that changed (one non-blocking poll()
-when nothing is queued). While the connection is healthy and its lease (lease.py) is
-young, L1 may trust the version values it has seen; when it is lost, when it was idle
-longer than a bound, or when a lease PING goes unanswered, `drain()` reports a reset and L1
-must stop trusting what it knew. What L1 knows is not kept here: `Coherence` applies each
-`DrainResult` (chalicelib/cache/coherence.py). `_lock` guards only the connection.
+over every socket when nothing is queued). While every connection is up, no topology change
+is pending and the lease (lease.py, which needs every node's PONG) is young, L1 may trust
+the version values it has seen. `drain()` reports a reset, and L1 must stop trusting what
+it knew, when:
 
-Missing version keys are created on this connection (`create_versions`): with NOLOOP, its
-own writes do not come back to this container as pushes, so the entry a read loads under a
-version it just created stays servable from L1; every other container is still told.
+- a connection is missing (start, a connection lost or refused, a lease PING unanswered);
+- the topology moved (a cluster only): the cluster client saw a slots refresh, a MOVED that
+  changed an owner, or an ASK (`TopologySignal`, set by the client's hooks); a
+  `create_versions` that got MOVED/ASK. The tracker then asks for the nodes again and
+  reconnects to all;
+- it was idle past the bound, or a flush push arrived.
+
+While a reset is pending, `healthy` is False, so no version read from L2 is learned under
+the old topology. What L1 knows is not kept here: `Coherence` applies each `DrainResult`
+(chalicelib/cache/coherence.py). `_lock` guards only the connections.
+
+Missing version keys are created on a tracking connection (`create_versions`, on the one
+of the node that owns the keys' slot: every key of one call shares the tenant's hash tag):
+with NOLOOP, its own writes do not come back to this container as pushes, so the entry a
+read loads under a version it just created stays servable from L1; every other container
+is still told.
 """
 from __future__ import annotations
 
+import bisect
 import select
 import threading
 import time
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from redis.connection import Connection, SSLConnection
-from redis.exceptions import RedisError, ResponseError
+from redis.crc import key_slot
+from redis.exceptions import AskError, MovedError, RedisError, ResponseError
 
 from chalicelib.cache import redis_seam
 from chalicelib.cache.breaker import CircuitBreaker
@@ -30,6 +45,11 @@ from chalicelib.cache.keys import VERSION_TTL_S
 from chalicelib.cache.lease import Lease
 from chalicelib.cache.tickets import new_token
 from chalicelib.settings import RedisSettings
+
+SlotRange = tuple[int, int, str, int]
+"""(first slot, last slot, host, port) of the node that owns a range of hash slots."""
+
+LAST_SLOT = 16383
 
 
 class DrainResult:
@@ -55,25 +75,82 @@ def drained(keys: list[str], reset: bool) -> DrainResult:
     return DrainResult(keys, reset)
 
 
-class InvalidationTracker:
-    """Owns the tracking connection; `healthy` means pushes are being received."""
+class TopologySignal:
+    """Set from any thread when a cluster's layout moved; the tracker's next drain resets.
+    One flag, shared by the cluster client's hooks (the setter) and the tracker."""
 
-    def __init__(self, settings: RedisSettings, prefix: str, idle_bound_s: float, lease_s: float) -> None:
+    __slots__ = ("moved",)
+
+    def __init__(self) -> None:
+        self.moved = False
+
+    def set(self) -> None:
+        self.moved = True
+
+
+def one_node(settings: RedisSettings) -> Callable[[], list[SlotRange]]:
+    """The node list of a single Redis: it owns every slot."""
+    return lambda: [(0, LAST_SLOT, settings.host, settings.port)]
+
+
+def primaries_of(client: Any) -> list[SlotRange]:
+    """The slot ranges of a cluster and their primaries, from CLUSTER SLOTS asked of the
+    first primary of the cluster client that answers."""
+    last: Optional[BaseException] = None
+    for node in list(client.get_primaries()):
+        try:
+            table = client.cluster_slots(target_nodes=node)
+        except (RedisError, OSError) as exc:
+            last = exc
+            continue
+        return sorted((int(start), int(end), str(owner["primary"][0]), int(owner["primary"][1]))
+                      for (start, end), owner in table.items())
+    raise ConnectionError(f"no primary answered CLUSTER SLOTS: {last!r}")
+
+
+class InvalidationTracker:
+    """Owns the tracking connections; `healthy` means pushes are being received from every
+    node and no topology change is pending.
+
+    `nodes` lists the nodes and the slots they own (default: the single node of
+    `settings`; on a cluster, `primaries_of(client)`); `topology` is the signal the cluster
+    client sets when the layout moves (a single node never sets it)."""
+
+    def __init__(self, settings: RedisSettings, prefix: str, idle_bound_s: float, lease_s: float,
+                 nodes: Optional[Callable[[], list[SlotRange]]] = None,
+                 topology: Optional[TopologySignal] = None) -> None:
         self.settings = settings
         self.prefix = prefix
         self.idle_bound_s = idle_bound_s
+        self.nodes = nodes or one_node(settings)
+        self.topology = topology or TopologySignal()
         self.breaker = CircuitBreaker(1, settings.breaker_cooldown_s)
         self.lease = Lease(lease_s)
-        self._conn: Optional[Connection] = None
+        self.topology_resets = 0
+        # Invariants (under _lock): _conns, _starts, _owners and _poller change together in
+        # _connect and _drop; _owners[i] = (last slot, index into _conns) of the range that
+        # starts at _starts[i] (sorted); _poller watches exactly the sockets of _conns.
+        self._conns: list[Connection] = []
+        self._starts: list[int] = []
+        self._owners: list[tuple[int, int]] = []
+        self._poller: Optional["select.poll"] = None
         self._pending: list[str] = []
         self._lock = threading.Lock()
         self._last_drain = 0.0
-        self._poller: Optional["select.poll"] = None
 
     @property
     def healthy(self) -> bool:
-        """Connected: pushes are being received."""
-        return self._conn is not None
+        """Connected to every node, no topology change pending: pushes are being received."""
+        return bool(self._conns) and not self.topology.moved
+
+    @property
+    def primaries(self) -> list[tuple[str, int]]:
+        """(host, port) of the nodes this tracker is connected to."""
+        return [(c.host, c.port) for c in self._conns]
+
+    def topology_changed(self) -> None:
+        """The cluster's layout moved (called from any thread)."""
+        self.topology.set()
 
     def _on_push(self, message: list) -> None:
         keys = message[1] if len(message) > 1 else None
@@ -83,12 +160,11 @@ class InvalidationTracker:
         for key in keys:
             self._pending.append(key.decode() if isinstance(key, bytes) else str(key))
 
-    def _connect(self) -> bool:
-        if not self.breaker.allow():
-            return False
-        started = time.monotonic()
+    # -- the connections ------------------------------------------------------------------
+    def _open(self, host: str, port: int) -> Connection:
+        """One connected tracking connection whose pushes go to `_on_push`."""
         cls = SSLConnection if self.settings.tls else Connection
-        conn = cls(host=self.settings.host, port=self.settings.port, db=self.settings.db,
+        conn = cls(host=host, port=port, db=0 if self.settings.cluster else self.settings.db,
                    username=self.settings.username, password=self.settings.password, protocol=3,
                    socket_connect_timeout=self.settings.connect_timeout_s,
                    socket_timeout=self.settings.read_timeout_s)
@@ -97,55 +173,85 @@ class InvalidationTracker:
             redis_seam.set_push_handler(conn, self._on_push)
             conn.send_command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self.prefix, "NOLOOP")
             conn.read_response()
-        except (RedisError, OSError):
+        except BaseException:
             conn.disconnect()
+            raise
+        return conn
+
+    def _connect(self) -> bool:
+        """Connect to every node (all or none); the lease starts when the first was asked."""
+        if not self.breaker.allow():
+            return False
+        started = time.monotonic()
+        conns: list[Connection] = []
+        index: dict[tuple[str, int], int] = {}
+        starts: list[int] = []
+        owners: list[tuple[int, int]] = []
+        try:
+            for start, end, host, port in self.nodes():
+                if (host, port) not in index:
+                    conns.append(self._open(host, port))
+                    index[(host, port)] = len(conns) - 1
+                starts.append(start)
+                owners.append((end, index[(host, port)]))
+            poller = select.poll()  # the sockets themselves, polled without blocking
+            for conn in conns:
+                poller.register(redis_seam.live_socket(conn), select.POLLIN)
+        except (RedisError, OSError, ConnectionError):
+            for conn in conns:
+                conn.disconnect()
             self.breaker.failure()
             return False
         self.breaker.success()
-        self._conn = conn
-        # The socket itself, polled without blocking on the fast path.
-        self._poller = select.poll()
-        self._poller.register(redis_seam.live_socket(conn), select.POLLIN)
+        self._conns, self._starts, self._owners, self._poller = conns, starts, owners, poller
         self.lease.granted(started)
         return True
 
     def _drop(self) -> None:
-        if self._conn is not None:
+        for conn in self._conns:
             try:
-                self._conn.disconnect()
+                conn.disconnect()
             except Exception:  # noqa: BLE001 - already broken
                 pass
-        self._conn = None
-        self._poller = None
+        self._conns, self._starts, self._owners, self._poller = [], [], [], None
 
+    # -- the quiet path and the drain -------------------------------------------------------
     def quiet(self) -> bool:
-        """True when a drain would find nothing and do nothing: connected, not idle past the
-        bound, nothing due for the lease, no TLS bytes buffered, and the socket not readable
-        (one poll() syscall, no lock). `drain()` always reads until redis-py's own buffer is
-        empty, so the socket is the only place a push can wait.
+        """True when a drain would find nothing and do nothing: connected, no topology change,
+        not idle past the bound, nothing due for the lease, no TLS bytes buffered, and no
+        socket readable (one poll() syscall, no lock). `drain()` always reads until
+        redis-py's own buffer is empty, so the sockets are the only place a push can wait.
         Callers that race a concurrent drain must guard this themselves (Coherence does)."""
         now = time.monotonic()
-        if self._pending or now - self._last_drain > self.idle_bound_s or not self.lease.quiet(now):
+        if (self.topology.moved or self._pending or now - self._last_drain > self.idle_bound_s
+                or not self.lease.quiet(now)):
             return False
-        conn, poller = self._conn, self._poller
-        sock = redis_seam.socket_of(conn) if conn is not None else None
-        if sock is None or poller is None:
+        conns, poller = self._conns, self._poller
+        if not conns or poller is None:
             return False
         try:
             if poller.poll(0):
                 return False
         except RuntimeError:  # another thread is polling right now: take the locked path
             return False
-        if redis_seam.tls_bytes_pending(sock):
-            return False
+        for conn in conns:
+            sock = redis_seam.socket_of(conn)
+            if sock is None or redis_seam.tls_bytes_pending(sock):
+                return False
         self._last_drain = now
         return True
 
     def drain(self) -> DrainResult:
-        """Read every queued push without blocking; connect first if needed."""
+        """Read every queued push of every node without blocking; (re)connect to all nodes
+        first when not connected or after a topology change (a reset)."""
         with self._lock:
             now = time.monotonic()
-            if self._conn is None:
+            if self.topology.moved:
+                self.topology.moved = False
+                self.topology_resets += 1
+                self._drop()
+                self._pending.clear()
+            if not self._conns:
                 if not self._connect():
                     return DrainResult([], True) if self._last_drain else _NOTHING
                 self._last_drain = now
@@ -153,7 +259,7 @@ class InvalidationTracker:
             reset = now - self._last_drain > self.idle_bound_s
             self._last_drain = now
             try:
-                self.lease.keep([self._conn], now)
+                self.lease.keep(self._conns, now)
             except (RedisError, OSError, ConnectionError):
                 self._drop()
                 self._pending.clear()
@@ -161,26 +267,49 @@ class InvalidationTracker:
             keys, self._pending = self._pending, []
             return drained(keys, reset)
 
+    # -- creating versions ------------------------------------------------------------------
+    def _owner(self, slot: int) -> Optional[int]:
+        """The index of the connection whose node owns `slot`, if known."""
+        i = bisect.bisect_right(self._starts, slot) - 1
+        if i < 0 or slot > self._owners[i][0]:
+            return None
+        return self._owners[i][1]
+
+    def _owner_of(self, version_keys: Sequence[str]) -> Optional[int]:
+        """The connection that may create these keys: the only one, or on a cluster that of
+        the node owning their slot (None when they span slots or the owner is unknown)."""
+        if not self.settings.cluster:
+            return 0
+        slot = key_slot(version_keys[0].encode())
+        if any(key_slot(k.encode()) != slot for k in version_keys[1:]):
+            return None
+        return self._owner(slot)
+
     def create_versions(self, version_keys: Sequence[str]) -> Optional[list[bytes]]:
-        """Current values of `version_keys`, creating the missing ones, written on the
-        tracking connection so the creation is not echoed back (see `create_on`). None when
-        not connected or the command failed; a broken connection is dropped, and the next
-        drain reports a reset."""
+        """Current values of `version_keys`, creating the missing ones, written on a tracking
+        connection so the creation is not echoed back (see `create_on`). None when not
+        connected, the keys span slots, the owner is unknown or the command failed; a broken
+        connection is dropped (the next drain reports a reset), MOVED/ASK marks a topology
+        change."""
         with self._lock:
-            conn = self._conn
-            if conn is None:
+            if not self._conns or self.topology.moved or not version_keys:
+                return None
+            owner = self._owner_of(version_keys)
+            if owner is None:
                 return None
             try:
-                return create_on(conn, version_keys, self.lease, 0)
-            except ResponseError:
-                return None  # every reply was read: the connection is still in step
+                return create_on(self._conns[owner], version_keys, self.lease, owner)
+            except ResponseError as exc:  # every reply was read: the connection is in step
+                if isinstance(exc, (MovedError, AskError)) or str(exc).startswith(("MOVED", "ASK")):
+                    self.topology.set()
+                return None
             except (RedisError, OSError):
                 self._drop()
                 self._pending.clear()
                 return None
 
     def close(self) -> None:
-        """Drop the connection (tests, shutdown)."""
+        """Drop the connections (tests, shutdown)."""
         with self._lock:
             self._drop()
 

@@ -105,9 +105,9 @@ def test_delete(store: Store) -> None:
 
 @pytest.mark.parametrize("fault", ["fail", "timeout"])
 def test_faulty_store_answers_neutral_values_trips_and_recovers(namespace: str, fault: str) -> None:
-    tier = FaultyRedisTier(redis_settings(breaker_failures=2, breaker_cooldown_s=0.0), TierStats())
     recovered: list[bool] = []
-    tier.on_recover = lambda: recovered.append(True)
+    tier = FaultyRedisTier(redis_settings(breaker_failures=2, breaker_cooldown_s=0.0), TierStats(),
+                           on_recover=lambda: recovered.append(True))
     store = RedisStore(tier, namespace)
     key = _key(store, "f")
     assert store.put(key, '"before"')

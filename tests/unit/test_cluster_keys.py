@@ -5,8 +5,8 @@ from __future__ import annotations
 from redis.crc import key_slot
 
 from chalicelib.cache import fleet
-from chalicelib.cache.cluster_tracking import ClusterTracker
 from chalicelib.cache.keys import KeySpace
+from chalicelib.cache.tracking import InvalidationTracker
 from chalicelib.settings import RedisSettings, load_settings
 
 
@@ -29,7 +29,7 @@ def test_redis_cluster_setting() -> None:
 
 
 def test_tracker_knows_the_owner_of_each_slot() -> None:
-    tracker = ClusterTracker(RedisSettings(cluster=True), "hb:v:", 60.0, 0.5)
+    tracker = InvalidationTracker(RedisSettings(cluster=True), "hb:v:", 60.0, 0.5)
     tracker._starts = [0, 5461, 10923]
     tracker._owners = [(5460, 0), (10922, 1), (16383, 2)]
     assert [tracker._owner(s) for s in (0, 5460, 5461, 12000, 16383)] == [0, 0, 1, 2, 2]
