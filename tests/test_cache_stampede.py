@@ -27,7 +27,7 @@ def _worker(env: dict, key_id: str, counter_key: str, barrier, results) -> None:
         db.run("SELECT 1")  # connect to PostgreSQL before the start line
         key = cache.keys.key(1, "stampede", key_id, ("stampede",))
 
-        def loader() -> str:
+        def loader(fill: object) -> str:
             counter.incr(counter_key)
             rows = db.run("SELECT count(*), pg_sleep(0.3)::text FROM department WHERE tenant_id = 1")
             return '{"departments":%d,"load":"%s"}' % (rows[0][0], key_id)

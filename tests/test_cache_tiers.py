@@ -121,8 +121,8 @@ def test_reader_with_pre_write_data_cannot_poison_the_cache(client, app_env):
     loaded, proceed = threading.Event(), threading.Event()
     outcome: dict[str, object] = {}
 
-    def slow_loader():
-        body = queries.free_slots(q)  # pre-write data, from the database
+    def slow_loader(fill):
+        body = queries.free_slots(fill, q)  # pre-write data, from the database
         loaded.set()
         assert proceed.wait(10)
         return body

@@ -53,11 +53,11 @@ def test_statements_are_prepared_once_per_connection(app_env, scratch):
 def test_a_schema_change_does_not_break_prepared_reads_or_writes(app_env, scratch):
     read = "SELECT * FROM conn_scratch WHERE id = :id"
     write = "INSERT INTO conn_scratch (v) VALUES (:v) RETURNING *"
-    (row,) = db.write(write, v="a")
+    (row,) = db.write(write, v="a").rows
     assert db.run(read, id=row[0]) == [[row[0], "a"]]
     app_env.sql("ALTER TABLE conn_scratch ADD COLUMN note text")
     assert db.run(read, id=row[0]) == [[row[0], "a", None]]
-    (second,) = db.write(write, v="b")
+    (second,) = db.write(write, v="b").rows
     assert second[1:] == ["b", None]
     assert app_env.sql("SELECT count(*) FROM conn_scratch")[0][0] == 2
 
@@ -67,7 +67,7 @@ def test_broken_idle_connection_is_replaced_before_a_write(app_env, scratch, mon
     db.write(write, v="before")
     _terminate_current_backend(app_env)
     monkeypatch.setattr(db, "IDLE_CHECK_S", 0.0)  # every connection counts as idle
-    (row,) = db.write(write, v="after")
+    (row,) = db.write(write, v="after").rows
     assert app_env.sql("SELECT v FROM conn_scratch WHERE id = :id", id=row[0]) == [["after"]]
 
 
@@ -104,7 +104,7 @@ def test_prepared_statements_can_be_switched_off(app_env, scratch):
     from tests.helpers_servers import patched_environ
 
     with patched_environ({"DB_PREPARED_STATEMENTS": "0"}):
-        (row,) = db.write("INSERT INTO conn_scratch (v) VALUES (:v) RETURNING id", v="unprepared")
+        (row,) = db.write("INSERT INTO conn_scratch (v) VALUES (:v) RETURNING id", v="unprepared").rows
         assert db.run("SELECT v FROM conn_scratch WHERE id = :id", id=row[0]) == [["unprepared"]]
         with db.borrowed() as session:
             assert session.prepared("SELECT v FROM conn_scratch WHERE id = :id") is None

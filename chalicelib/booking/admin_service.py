@@ -58,7 +58,7 @@ def _run(principal: Principal, key: Optional[str], operation: str, request: Mapp
         return invalidated(run_once(idempotency, operation, request_hash({"operation": operation, **request}), audited))
     with db.transaction() as conn:
         result = audited(conn)
-    return invalidated(result)
+    return invalidated(result.committed_at(conn.position))
 
 
 def _audited(actor: Actor, operation: str, write: Write) -> Write:

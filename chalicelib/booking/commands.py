@@ -137,7 +137,7 @@ def _in_savepoint(conn: db.Transaction, attempt: Callable[[], WriteResult]) -> W
     return _decided(rolled_back_on_refusal)
 
 
-def _book_result(body: BookingBody, rows: list[list[object]]) -> WriteResult:
+def _book_result(body: BookingBody, rows: list[list[Any]], position: Optional[int] = None) -> WriteResult:
     slot_found, patient_found, in_future, doctor_id, day, at_cap, created = rows[0]
     if not slot_found:
         raise NotFound(f"Slot {body.slotId} does not exist for this clientId or is no longer offered.")
@@ -150,7 +150,7 @@ def _book_result(body: BookingBody, rows: list[list[object]]) -> WriteResult:
                                            " appointments allowed; cancel one first."), None)
     if created is None:
         return WriteResult(409, error_body("slot_taken", "This slot is already booked."), None)
-    return WriteResult(201, created, Touched.slots(body.clientId, (doctor_id, day)))  # type: ignore[arg-type]
+    return WriteResult(201, created, Touched.slots(body.clientId, (doctor_id, day)), position)
 
 
 def book(body: BookingBody, actor: Actor, idempotency: Optional[IdempotencyKey] = None,
@@ -175,11 +175,12 @@ def book(body: BookingBody, actor: Actor, idempotency: Optional[IdempotencyKey] 
                         lambda conn: _in_savepoint(conn, lambda: in_transaction(conn)))
     if patient_cap is None:
         # One statement, atomic on its own: no BEGIN/COMMIT round trips.
-        return _decided(lambda: _book_result(body, db.write(sql, **params)))
+        return _decided(lambda: _book_result(body, *db.write(sql, **params)))
 
     def locked() -> WriteResult:
         with db.transaction() as conn:
-            return in_transaction(conn)
+            result = in_transaction(conn)
+        return result.committed_at(conn.position)
 
     return _decided(locked)
 
@@ -199,16 +200,18 @@ def cancel(appointment_id: int, body: CancelBody, actor: Actor, patient_id: Opti
     params: dict[str, object] = {"t": body.clientId, "id": appointment_id, "reason": body.reason,
                                  **audit_params(actor, "cancel")}
     sql = _CANCEL_SQL.format(owner=_owner(params, patient_id))
-    found, status, in_future, updated, doctor_id, day = db.write(sql, **params)[0]
+    committed = db.write(sql, **params)
+    found, status, in_future, updated, doctor_id, day = committed.rows[0]
     if not found:
         raise NotFound(f"Appointment {appointment_id} does not exist for this clientId.")
     if updated is None:
         why = f"it is {status.replace('_', ' ')}" if status != "booked" else "it has already started"
         raise Conflict(f"This appointment cannot be cancelled: {why}.", code="not_cancellable")
-    return WriteResult(200, updated, Touched.slots(body.clientId, (doctor_id, day)))
+    return WriteResult(200, updated, Touched.slots(body.clientId, (doctor_id, day)), committed.position)
 
 
-def _reschedule_result(appointment_id: int, body: RescheduleBody, rows: list[list[Any]]) -> WriteResult:
+def _reschedule_result(appointment_id: int, body: RescheduleBody, rows: list[list[Any]],
+                       position: Optional[int] = None) -> WriteResult:
     (found, status, in_future, slot_found, slot_in_future, updated,
      old_doctor, old_day, new_doctor, new_day) = rows[0]
     if not found:
@@ -221,7 +224,8 @@ def _reschedule_result(appointment_id: int, body: RescheduleBody, rows: list[lis
                            None)
     if updated is None:
         return WriteResult(409, error_body("slot_taken", "This slot has already started and cannot be booked."), None)
-    return WriteResult(200, updated, Touched.slots(body.clientId, (old_doctor, old_day), (new_doctor, new_day)))
+    return WriteResult(200, updated, Touched.slots(body.clientId, (old_doctor, old_day), (new_doctor, new_day)),
+                       position)
 
 
 def reschedule(appointment_id: int, body: RescheduleBody, actor: Actor, patient_id: Optional[int] = None,
@@ -235,7 +239,7 @@ def reschedule(appointment_id: int, body: RescheduleBody, actor: Actor, patient_
                                  "reason": body.reason, **audit_params(actor, "reschedule")}
     sql = _RESCHEDULE_SQL.format(owner=_owner(params, patient_id))
     if idempotency is None:
-        return _decided(lambda: _reschedule_result(appointment_id, body, db.write(sql, **params)))
+        return _decided(lambda: _reschedule_result(appointment_id, body, *db.write(sql, **params)))
     hashed = request_hash({"appointmentId": appointment_id, **body.model_dump()})
     return run_once(idempotency, "reschedule", hashed, lambda conn: _in_savepoint(
         conn, lambda: _reschedule_result(appointment_id, body, conn.run(sql, **params))),

@@ -93,7 +93,7 @@ def run_once(idempotency: IdempotencyKey, operation: str, hashed: str,
         _check_live_keys(conn, idempotency)
         result = write(conn)
         conn.run(_STORE_SQL, **scope, o=operation, h=hashed, c=result.status, b=result.body)
-        return result
+    return result.committed_at(conn.position)
 
 
 def _replay(stored: list[Any], operation: str, hashed: str) -> WriteResult:

@@ -3,6 +3,7 @@ keys in PostgreSQL (cache_invalidation_outbox) and replay them once Redis answer
 from __future__ import annotations
 
 import logging
+from typing import Optional
 
 from chalicelib.booking.outcome import Touched
 from chalicelib.booking.read_source import commit_ticket
@@ -13,12 +14,12 @@ from chalicelib.db import connection as db
 log = logging.getLogger(__name__)
 
 
-def after_write(cache: TieredCache, touched: Touched) -> None:
+def after_write(cache: TieredCache, touched: Touched, position: Optional[int]) -> None:
     """Invalidate the cached reads a committed write changed (one MSET of version keys;
-    with a read replica, the new versions carry the write's commit LSN as their ticket:
-    see read_source.py)."""
+    with a read replica, the new versions carry the write's commit position, `position`,
+    as their ticket: see read_source.py)."""
     scopes = scopes_touched(touched.slot_days, touched.list_days, touched.whole)
-    if cache.invalidate(touched.tenant, scopes, _write_ticket()):
+    if cache.invalidate(touched.tenant, scopes, _write_ticket(position)):
         return
     keys = [cache.keys.version(touched.tenant, s) for s in scopes]
     try:
@@ -27,14 +28,13 @@ def after_write(cache: TieredCache, touched: Touched) -> None:
         log.error("could not record a cache invalidation for replay", extra={"tenant": touched.tenant})
 
 
-def _write_ticket() -> str:
-    """"" without a read replica; else the commit LSN of this context's last write (read
-    on its connection after the commit), or the primary's position now if that read failed
-    (still after the commit), or, failing both, the ticket no replica reaches."""
+def _write_ticket(position: Optional[int]) -> str:
+    """"" without a read replica; else the write's commit position (read on its connection
+    after the commit), or the primary's position now if that read failed (still after the
+    commit), or, failing both, the ticket no replica reaches."""
     if db.replica_pool() is None:
         return ""
-    lsn = db.take_commit_lsn()
-    return commit_ticket(lsn) if lsn is not None else primary_ticket()
+    return commit_ticket(position) if position is not None else primary_ticket()
 
 
 def primary_ticket() -> str:

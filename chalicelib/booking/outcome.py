@@ -3,7 +3,7 @@ that decide a booking race, as the 409 answers they mean."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import orjson
@@ -37,11 +37,17 @@ class Touched:
 
 @dataclass(frozen=True)
 class WriteResult:
-    """A command's answer (status and JSON body) and what it touched (None if nothing)."""
+    """A command's answer (status and JSON body), what it touched (None if nothing) and the
+    commit position of the write (see db.connection.Committed; None when unknown)."""
 
     status: int
     body: str
     touched: Optional[Touched]
+    position: Optional[int] = None
+
+    def committed_at(self, position: Optional[int]) -> "WriteResult":
+        """This result, of a write that committed at `position`."""
+        return replace(self, position=position)
 
 
 def error_body(code: str, message: str) -> str:

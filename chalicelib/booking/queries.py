@@ -13,6 +13,7 @@ from typing import Optional
 from chalicelib.booking import cursor
 from chalicelib.booking import read_source as source
 from chalicelib.booking.models import AppointmentListQuery, DoctorsQuery, PatientsQuery, SlotsQuery
+from chalicelib.cache.tickets import Fill
 from chalicelib.db import connection as db
 from chalicelib.settings import get_settings
 
@@ -33,9 +34,10 @@ def appointment_json_sql() -> str:
     return _APPOINTMENT_JSON
 
 
-def departments(client_id: int) -> Optional[str]:
+def departments(fill: Fill, client_id: int) -> Optional[str]:
     """GET /api/departments: active departments with their active doctor counts, by name."""
     return source.scalar(
+        fill,
         """SELECT json_build_object('clientId', t.id, 'departments', coalesce((
                SELECT json_agg(json_build_object('id', dep.id, 'name', dep.name,
                         'doctorCount', (SELECT count(*) FROM doctor d WHERE d.tenant_id = dep.tenant_id
@@ -47,13 +49,14 @@ def departments(client_id: int) -> Optional[str]:
     )
 
 
-def doctors(query: DoctorsQuery) -> Optional[str]:
+def doctors(fill: Fill, query: DoctorsQuery) -> Optional[str]:
     """GET /api/doctors: active doctors, optionally of one department, by name."""
     department_filter = " AND d.department_id = :dep" if query.departmentId is not None else ""
     params = {"t": query.clientId}
     if query.departmentId is not None:
         params["dep"] = query.departmentId
     return source.scalar(
+        fill,
         f"""SELECT json_build_object('clientId', t.id, 'doctors', coalesce((
                 SELECT json_agg(json_build_object('id', d.id, 'name', d.name,
                          'departmentId', d.department_id, 'specialty', d.specialty) ORDER BY d.name, d.id)
@@ -63,11 +66,12 @@ def doctors(query: DoctorsQuery) -> Optional[str]:
     )
 
 
-def patients(query: PatientsQuery) -> Optional[str]:
+def patients(fill: Fill, query: PatientsQuery) -> Optional[str]:
     """GET /api/patients: name-prefix or record-number matches, both without regard to case
     (`query.q` is already normalized: see `models.normalize_search`)."""
     prefix = query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     return source.scalar(
+        fill,
         """SELECT json_build_object('clientId', t.id, 'patients', coalesce((
                SELECT json_agg(json_build_object('id', m.id, 'name', m.name, 'birthDate', m.birth_date)
                                ORDER BY m.name, m.id)
@@ -80,7 +84,7 @@ def patients(query: PatientsQuery) -> Optional[str]:
     )
 
 
-def free_slots(query: SlotsQuery) -> Optional[str]:
+def free_slots(fill: Fill, query: SlotsQuery) -> Optional[str]:
     """GET /api/slots/available: slots of the local day not yet started and without a
     live appointment, in start order."""
     filters, params = "", {"t": query.clientId, "day": query.date}
@@ -91,6 +95,7 @@ def free_slots(query: SlotsQuery) -> Optional[str]:
         filters += " AND s.doctor_id = :doc"
         params["doc"] = query.doctorId
     return source.scalar(
+        fill,
         f"""SELECT json_build_object('clientId', t.id, 'date', :day::date, 'slots', coalesce((
                 SELECT json_agg(json_build_object('slotId', s.id, 'doctorId', s.doctor_id,
                          'departmentId', s.department_id, 'startsAt', s.starts_at, 'endsAt', s.ends_at)
@@ -104,7 +109,7 @@ def free_slots(query: SlotsQuery) -> Optional[str]:
     )
 
 
-def appointment_list(query: AppointmentListQuery) -> Optional[str]:
+def appointment_list(fill: Fill, query: AppointmentListQuery) -> Optional[str]:
     """GET /api/appointments/list: one page in (startsAt, id) order plus the next cursor."""
     filters, params = "", dict[str, object](t=query.clientId, lim=query.limit)
     if query.date is not None:
@@ -127,6 +132,7 @@ def appointment_list(query: AppointmentListQuery) -> Optional[str]:
         params["c_at"] = position.starts_at
         params["c_id"] = position.id
     rows = source.run(
+        fill,
         f"""WITH page AS (
                 SELECT a.*, row_number() OVER (ORDER BY a.starts_at, a.id) AS rn
                 FROM (SELECT a.* FROM appointment a WHERE a.tenant_id = :t{filters}
@@ -207,9 +213,10 @@ GROUP BY 1, 2, 3
 _VIEW_AS_OF = "coalesce((SELECT max(refreshed_at) FROM dashboard_daily v WHERE v.tenant_id = t.id), now())"
 
 
-def dashboard(client_id: int) -> Optional[str]:
+def dashboard(fill: Fill, client_id: int) -> Optional[str]:
     """GET /api/dashboard/stats from the materialized view (as fresh as its last refresh)."""
-    return source.scalar(_DASHBOARD_SQL.format(source="SELECT * FROM dashboard_daily", as_of=_VIEW_AS_OF), t=client_id)
+    return source.scalar(fill, _DASHBOARD_SQL.format(source="SELECT * FROM dashboard_daily", as_of=_VIEW_AS_OF),
+                         t=client_id)
 
 
 def dashboard_live(client_id: int) -> Optional[str]:

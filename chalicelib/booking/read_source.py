@@ -7,8 +7,8 @@ The ticket flow (docs/caching.md, "Read replicas"):
    insert position (at or after the commit record), and `invalidation.after_write` bumps
    the version keys with `commit_ticket(lsn)`: the LSN as 16 hex digits, so tickets order
    as strings and a bump keeps the higher one.
-2. A fill reads the versions first (as always), and the cache runs the loader with
-   `fill_ticket()` set to their highest ticket, L (tickets.py).
+2. A fill reads the versions first (as always), and the cache hands the loader a `Fill`
+   whose ticket is their highest, L (tickets.py); the loader passes it to `run`/`scalar`.
 3. Here the replica is asked `pg_last_wal_replay_lsn() >= L`, and only when it says yes
    does the loader's query run there, as the next statement. Not in the same statement: a
    statement's snapshot is taken before its functions run, so a check inside the query
@@ -22,16 +22,18 @@ The ticket flow (docs/caching.md, "Read replicas"):
    seconds (one probe after it), so a dead replica costs nothing per request.
 
 Without DATABASE_READ_URL, `scalar` and `run` are the primary's, after one global read.
+Either way `run` notes where it read on the Fill ("replica" or "primary"), which the cache
+returns with the answer (Server-Timing). A read outside any fill (a write's answer, say)
+passes `primary_fill()`: it reads the primary, never a replica that may lag.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from contextvars import ContextVar
 from typing import Any, Optional
 
-from chalicelib.cache.tickets import fill_ticket
+from chalicelib.cache.tickets import Fill
 from chalicelib.db import connection as db
 from chalicelib.db.errors import DatabaseUnavailable, PoolExhausted
 from chalicelib.settings import get_settings
@@ -108,38 +110,31 @@ def reset_state() -> None:
     """Forget the replica's breaker and counts (after the settings changed; tests)."""
     global state
     state = ReplicaState()
-# Where this context's last loader query read, with a replica configured: "replica" or
-# "primary" ("" without one); the answer's Server-Timing names it.
-_LAST_SOURCE: ContextVar[str] = ContextVar("hb_read_source", default="")
+def primary_fill() -> Fill:
+    """The fill of a read that must see every committed write (outside the cache's fills)."""
+    return Fill(PRIMARY_ONLY)
 
 
-def last_source() -> str:
-    """"replica" or "primary": where this context's last loader query read ("" when no
-    replica is configured)."""
-    return _LAST_SOURCE.get() if db.replica_pool() is not None else ""
-
-
-def scalar(sql: str, **params: Any) -> Any:
+def scalar(fill: Fill, sql: str, **params: Any) -> Any:
     """The first column of the first row of a loader's query (None when no row)."""
-    rows = run(sql, **params)
+    rows = run(fill, sql, **params)
     return rows[0][0] if rows else None
 
 
-def run(sql: str, **params: Any) -> list[list[Any]]:
+def run(fill: Fill, sql: str, **params: Any) -> list[list[Any]]:
     """A loader's query: on the replica when it has replayed the fill's ticket (see the
-    module's doc), else on the primary."""
+    module's doc), else on the primary; notes which on the fill (with a replica configured)."""
     replica = db.replica_pool()
     if replica is None:
         return db.run(sql, **params)
-    rows = _on_replica(replica, sql, params)
-    _LAST_SOURCE.set("primary" if rows is None else "replica")
+    rows = _on_replica(replica, fill.ticket, sql, params)
+    fill.source = "primary" if rows is None else "replica"
     return db.run(sql, **params) if rows is None else rows
 
 
-def _on_replica(replica: db.Pool, sql: str, params: dict[str, Any]) -> Optional[list[list[Any]]]:
+def _on_replica(replica: db.Pool, ticket: str, sql: str, params: dict[str, Any]) -> Optional[list[list[Any]]]:
     """The query's rows from the replica, or None: not allowed (breaker), not replayed far
-    enough within the wait, or failed."""
-    ticket = fill_ticket()
+    enough within the wait (`ticket`), or failed."""
     if ticket == PRIMARY_ONLY or not state.allow():
         return None
     settings = get_settings()

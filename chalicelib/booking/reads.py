@@ -3,7 +3,7 @@ cache with the headers of API.md."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Optional
 
 from chalice import Response
 
@@ -14,7 +14,7 @@ from chalicelib.booking.errors import NotFound
 if TYPE_CHECKING:
     from chalicelib.cache.keys import CacheKey
     from chalicelib.cache.policies import Policy
-    from chalicelib.cache.tiered import CacheResult, TieredCache
+    from chalicelib.cache.tiered import CacheResult, Loader, TieredCache
 
 _NO_TENANT = "No hospital with this clientId exists."
 
@@ -27,7 +27,7 @@ class ReadPlan:
     __slots__ = ("expires_at", "key", "policy", "loader", "diagnostics", "audit")
 
     def __init__(self, principal: Principal, key: CacheKey, policy: Policy,
-                 loader: Callable[[], Optional[str]], audit: Optional[ReadEvent] = None) -> None:
+                 loader: Loader, audit: Optional[ReadEvent] = None) -> None:
         self.expires_at = principal.expires_at
         self.key = key
         self.policy = policy
@@ -42,11 +42,8 @@ def _server_timing(result: CacheResult) -> str:
     timing = f'cache;desc="{result.source}";dur={result.elapsed_s * 1000:.3f}'
     if result.db_s:
         timing += f", db;dur={result.db_s * 1000:.3f}"
-        from chalicelib.booking.read_source import last_source  # loaded by the fill already
-
-        where = last_source()
-        if where:
-            timing += f', dbsrc;desc="{where}"'
+        if result.read_from:
+            timing += f', dbsrc;desc="{result.read_from}"'
     return timing
 
 

@@ -29,18 +29,18 @@ from chalicelib.booking.errors import NotAllowed
 from chalicelib.booking.reads import ReadPlan
 from chalicelib.cache.keys import CacheKey, KeySpace
 from chalicelib.cache.policies import Freshness
+from chalicelib.cache.tickets import Fill
 from chalicelib.lazy import lazy_module
 from chalicelib.settings import get_settings
 
 if TYPE_CHECKING:
     from chalicelib.booking import models, queries
     from chalicelib.booking.models import AppointmentListQuery
-    from chalicelib.cache.tiered import TieredCache
+    from chalicelib.cache.tiered import Loader, TieredCache
 else:
     models = lazy_module("chalicelib.booking.models", globals())
     queries = lazy_module("chalicelib.booking.queries", globals())
 
-Loader = Callable[[], Optional[str]]
 Query = Any  # a validated query model of chalicelib.booking.models (all carry clientId)
 
 
@@ -56,7 +56,7 @@ def _not_audited(principal: Principal, query: Query) -> None:
 @dataclass(frozen=True)
 class CachedResource:
     """One cached GET route. `query` names its query model in chalicelib.booking.models,
-    `load` reads the answer from PostgreSQL (None means no such tenant);
+    `load` reads the answer from PostgreSQL for a fill (None means no such tenant);
     `params` gives the key's canonical parameters, `scopes` the invalidation scopes the
     answer depends on, `narrow` checks and restricts a query for its caller, `hot` the
     queries pre-warmed for a tenant's local day, `audited` the event a caller's read of a
@@ -66,7 +66,7 @@ class CachedResource:
     path: str
     freshness: Freshness
     query: str
-    load: Callable[[Query], Optional[str]]
+    load: Callable[[Query, Fill], Optional[str]]
     params: Callable[[Query], str]
     scopes: Callable[[Query], tuple[str, ...]]
     invalidated_by: str
@@ -164,33 +164,33 @@ def _patient_read_event(principal: Principal, q: AppointmentListQuery) -> Option
 
 DASHBOARD = CachedResource(
     name="dashboard", path="/api/dashboard/stats", freshness=Freshness(30.0, 600.0),
-    query="TenantQuery", load=lambda q: queries.dashboard(q.clientId), roles=STAFF,
+    query="TenantQuery", load=lambda q, fill: queries.dashboard(fill, q.clientId), roles=STAFF,
     params=lambda q: "stats", scopes=lambda q: (scopes.DASHBOARD,),
     invalidated_by="each view refresh (every minute)", hot=_the_tenant)
 
 APPOINTMENTS = CachedResource(
     name="appointments", path="/api/appointments/list", freshness=Freshness(10.0, 300.0, critical=True),
-    query="AppointmentListQuery", load=lambda q: queries.appointment_list(q), narrow=_own_list,
+    query="AppointmentListQuery", load=lambda q, fill: queries.appointment_list(fill, q), narrow=_own_list,
     params=_list_params, scopes=_list_scopes, audited=_patient_read_event,
     invalidated_by="every booking, cancel, reschedule and status change of the tenant")
 
 DEPARTMENTS = CachedResource(
     name="departments", path="/api/departments", freshness=Freshness(3600.0, 86400.0),
-    query="TenantQuery", load=lambda q: queries.departments(q.clientId),
+    query="TenantQuery", load=lambda q, fill: queries.departments(fill, q.clientId),
     params=lambda q: "all", scopes=lambda q: (scopes.CATALOG,),
     invalidated_by="every admin change of departments, doctors, working hours or absences (catalog version)",
     hot=_the_tenant)
 
 DOCTORS = CachedResource(
     name="doctors", path="/api/doctors", freshness=Freshness(3600.0, 86400.0),
-    query="DoctorsQuery", load=lambda q: queries.doctors(q),
+    query="DoctorsQuery", load=lambda q, fill: queries.doctors(fill, q),
     params=lambda q: f"dep={q.departmentId or ''}", scopes=lambda q: (scopes.CATALOG,),
     invalidated_by="every admin change of departments, doctors, working hours or absences (catalog version)",
     hot=_all_doctors)
 
 SLOTS = CachedResource(
     name="slots", path="/api/slots/available", freshness=Freshness(15.0, 300.0, critical=True),
-    query="SlotsQuery", load=lambda q: queries.free_slots(q),
+    query="SlotsQuery", load=lambda q, fill: queries.free_slots(fill, q),
     params=lambda q: f"{q.date}:dep={q.departmentId or ''}:doc={q.doctorId or ''}",
     scopes=lambda q: (scopes.slots_scope(q.date, q.doctorId),),
     invalidated_by="every booking, cancel and reschedule of that day; every slot regeneration (working hours,"
@@ -198,7 +198,7 @@ SLOTS = CachedResource(
 
 PATIENTS = CachedResource(
     name="patients", path="/api/patients", freshness=Freshness(30.0, 300.0),
-    query="PatientsQuery", load=lambda q: queries.patients(q), roles=STAFF,
+    query="PatientsQuery", load=lambda q, fill: queries.patients(fill, q), roles=STAFF,
     params=_search_params, scopes=lambda q: (scopes.PATIENTS,), audited=_patient_search_event,
     invalidated_by="every admin write of patients (create, upsert by record number, bulk import)")
 

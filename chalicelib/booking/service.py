@@ -21,7 +21,7 @@ from chalicelib.settings import get_settings
 def invalidated(result: WriteResult) -> WriteResult:
     """The result of a committed write, once what it touched is invalidated."""
     if result.touched is not None:
-        after_write(get_cache(), result.touched)
+        after_write(get_cache(), result.touched, result.position)
     return result
 
 

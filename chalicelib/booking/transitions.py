@@ -58,10 +58,11 @@ def set_status(appointment_id: int, body: StatusBody, actor: Actor) -> WriteResu
     409 `invalid_transition` for any change the table does not allow from its current
     status (or a no-show before the slot has started)."""
     rule: Optional[Transition] = TRANSITIONS.get(body.status)
-    found, current, updated, day = db.write(
+    committed = db.write(
         _STATUS_SQL, t=body.clientId, id=appointment_id, status=body.status,
         source=rule.source if rule is not None else None, after_start=rule is not None and rule.after_start,
-        **audit_params(actor, "status"))[0]
+        **audit_params(actor, "status"))
+    found, current, updated, day = committed.rows[0]
     if not found:
         raise NotFound(f"Appointment {appointment_id} does not exist for this clientId.")
     if updated is None:
@@ -70,4 +71,4 @@ def set_status(appointment_id: int, body: StatusBody, actor: Actor) -> WriteResu
         return WriteResult(409, error_body("invalid_transition",
                                            f"This appointment cannot become {body.status.replace('_', ' ')}: {why}."),
                            None)
-    return WriteResult(200, updated, Touched.lists(body.clientId, day))
+    return WriteResult(200, updated, Touched.lists(body.clientId, day), committed.position)

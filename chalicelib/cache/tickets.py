@@ -1,5 +1,6 @@
 """Tickets: an opaque suffix a writer attaches to the version tokens it bumps, and the
-fill context through which a loader learns the tickets of the versions it fills under.
+`Fill` a loader is handed: the ticket of the versions it fills under, and a note of where
+it read.
 
 The cache gives tickets no meaning. The booking side uses them for read replicas: a
 write's ticket is its commit LSN (fixed-width hex), and a loader filling under versions
@@ -12,22 +13,18 @@ whose highest ticket is L reads a replica only once it has replayed L
   a token without a ticket (created on read, replayed from the outbox) has ticket "";
 - a bump never lowers a key's ticket (`RedisTier.bump` keeps the higher of the old and
   the new one), so two writers bumping out of commit order leave the later commit's;
-- while a loader runs under `TieredCache._load` or `prewarm`, `fill_ticket()` is the
-  highest ticket of the versions its result will be stored under ("" outside a fill).
+- a loader run by `TieredCache._load` or `prewarm` is handed a `Fill` whose `ticket` is
+  the highest ticket of the versions its result will be stored under.
 
-Only the load path sets the context value: the L1 hit path never touches it.
+Only the load path builds a Fill: the L1 hit path never touches one.
 """
 from __future__ import annotations
 
 import secrets
 import time
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Iterable, Iterator
+from typing import Iterable
 
 SEPARATOR = "."
-
-_FILL_TICKET: ContextVar[str] = ContextVar("hb_fill_ticket", default="")
 
 
 def new_token(ticket: str = "") -> str:
@@ -47,16 +44,20 @@ def highest_ticket(values: Iterable[str]) -> str:
     return max((ticket_of(v) for v in values), default="")
 
 
-def fill_ticket() -> str:
-    """The highest ticket of the versions the running fill stores under ("" if none)."""
-    return _FILL_TICKET.get()
+class Fill:
+    """What a loader is told about the fill it runs for, and what it reports back.
 
+    `ticket`: the highest ticket of the versions its result will be stored under ("" when
+    none carries one). `source`: where the loader read, in its own words (the booking side
+    writes "replica" or "primary"); the cache passes it on in the CacheResult untouched."""
 
-@contextmanager
-def filling(values: Iterable[str]) -> Iterator[None]:
-    """Run a loader with `fill_ticket()` set from the version values it fills under."""
-    token = _FILL_TICKET.set(highest_ticket(values))
-    try:
-        yield
-    finally:
-        _FILL_TICKET.reset(token)
+    __slots__ = ("ticket", "source")
+
+    def __init__(self, ticket: str = "") -> None:
+        self.ticket = ticket
+        self.source = ""
+
+    @classmethod
+    def under(cls, values: Iterable[str]) -> "Fill":
+        """The fill of a result stored under these version values."""
+        return cls(highest_ticket(values))

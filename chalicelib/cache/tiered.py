@@ -28,27 +28,31 @@ from chalicelib.cache.memory import L1Record, MemoryTier
 from chalicelib.cache.policies import Freshness, Policy, policies_from
 from chalicelib.cache.redis_tier import RedisTier
 from chalicelib.cache.stats import CacheStats
-from chalicelib.cache.tickets import filling, new_token
+from chalicelib.cache.tickets import Fill, new_token
 from chalicelib.cache.tracking import InvalidationTracker, TopologySignal, one_node, primaries_of
 from chalicelib.cache.verdict import L1Verdict, l1_verdict
 from chalicelib.settings import Settings
 
-Loader = Callable[[], Optional[str]]
+Loader = Callable[[Fill], Optional[str]]
+"""Builds a body (JSON text) from the source of truth for the fill it is handed; None means
+"no such thing"."""
 SourceErrors = tuple[type[BaseException], ...]
 _SERVABLE = (L1Verdict.SERVE, L1Verdict.SERVE_UNTRACKED)
 _NONE_DECLARED: Mapping[str, Freshness] = MappingProxyType({})
 
 
 class CacheResult:
-    """An entry and which tier answered: 'L1', 'L2', 'DB' or 'STALE'; db_s is loader time."""
+    """An entry and which tier answered: 'L1', 'L2', 'DB' or 'STALE'; db_s is loader time and
+    read_from the loader's note of where it read (a 'DB' answer's `Fill.source`)."""
 
-    __slots__ = ("entry", "source", "elapsed_s", "db_s")
+    __slots__ = ("entry", "source", "elapsed_s", "db_s", "read_from")
 
-    def __init__(self, entry: Entry, source: str, elapsed_s: float, db_s: float = 0.0) -> None:
+    def __init__(self, entry: Entry, source: str, elapsed_s: float, db_s: float = 0.0, read_from: str = "") -> None:
         self.entry = entry
         self.source = source
         self.elapsed_s = elapsed_s
         self.db_s = db_s
+        self.read_from = read_from
 
 
 class TieredCache:
@@ -268,9 +272,9 @@ class TieredCache:
         released) and L1; step 6 when the source is unavailable."""
         t0 = time.perf_counter()
         entry: Optional[Entry] = None
+        fill = Fill.under([v for _, v in versions])
         try:
-            with filling([v for _, v in versions]):  # the loader may ask fill_ticket()
-                body = loader()
+            body = loader(fill)
             db_s = time.perf_counter() - t0
             if body is not None:
                 entry = Entry.build(body, versions, policy.fresh_for(), policy.stale_s)
@@ -285,7 +289,7 @@ class TieredCache:
         if entry is None:
             return None
         self.l1.set(key.body, entry)
-        return CacheResult(entry, "DB", time.perf_counter() - started, db_s)
+        return CacheResult(entry, "DB", time.perf_counter() - started, db_s, fill.source)
 
     def _store_l2(self, key: CacheKey, entry: Entry) -> bool:
         """Store in L2 only if every version is still the one read before loading."""
@@ -344,8 +348,7 @@ class TieredCache:
         if raw is None:
             return False
         versions = decode_versions(key.versions, raw)
-        with filling([v for _, v in versions]):
-            body = loader()
+        body = loader(Fill.under([v for _, v in versions]))
         if body is None:
             return False
         return self._store_l2(key, Entry.build(body, versions, policy.fresh_for(), policy.stale_s))

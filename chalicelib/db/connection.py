@@ -24,9 +24,8 @@ import ssl
 import threading
 import time
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import replace
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
@@ -269,9 +268,8 @@ _pool: Pool | None = None
 _pool_lock = threading.Lock()
 _NOT_READ = object()
 _replica: Any = _NOT_READ  # the replica's Pool, None when DATABASE_READ_URL is not set
-# The commit LSN of this context's last write, read after its commit on its own connection
-# (only while a replica is configured); taken by the invalidation that follows the write.
-_COMMIT_LSN: ContextVar[int | None] = ContextVar("hb_commit_lsn", default=None)
+# The WAL insert position after a commit, read on the write's own connection (only while a
+# replica is configured): the write's commit position, which the write returns.
 _COMMIT_LSN_SQL = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint"
 
 
@@ -300,26 +298,24 @@ def replica_pool() -> Pool | None:
     return current
 
 
-def _record_commit_lsn(session: Session) -> bool:
-    """After a commit, with a replica configured: remember the WAL insert position (at or
-    after the commit record's end) for the invalidation's tickets. False if the connection
-    broke (the write is committed; `take_commit_lsn` then reports None)."""
+def _commit_position(session: Session) -> tuple[int | None, bool]:
+    """After a commit, with a replica configured: the WAL insert position (at or after the
+    commit record's end), for the invalidation's tickets; None without a replica. The flag
+    is False when the connection broke (the write is committed; its position is then None)."""
     if replica_pool() is None:
-        return True
+        return None, True
     try:
-        _COMMIT_LSN.set(int(session.conn.run(_COMMIT_LSN_SQL)[0][0]))
-        return True
+        return int(session.conn.run(_COMMIT_LSN_SQL)[0][0]), True
     except Exception:  # noqa: BLE001 - committed already; the caller falls back
-        _COMMIT_LSN.set(None)
-        return False
+        return None, False
 
 
-def take_commit_lsn() -> int | None:
-    """The commit LSN recorded by this context's last write (and forget it); None when
-    none was recorded or it could not be read."""
-    lsn = _COMMIT_LSN.get()
-    _COMMIT_LSN.set(None)
-    return lsn
+class Committed(NamedTuple):
+    """A committed write's rows and its commit position (None: no replica configured, or
+    it could not be read)."""
+
+    rows: list[list[Any]]
+    position: int | None
 
 
 def current_wal_lsn() -> int:
@@ -439,9 +435,9 @@ def _ready_session(sql: str, prepare: bool) -> tuple[Pool, Session]:
     raise AssertionError("unreachable")
 
 
-def write(sql: str, **params: Any) -> list[list[Any]]:
+def write(sql: str, **params: Any) -> Committed:
     """Run one data-changing statement on its own (autocommit: a single statement is atomic),
-    in one round trip. A connection idle for more than IDLE_CHECK_S is checked first, and
+    in one round trip; its rows and commit position. A connection idle for more than IDLE_CHECK_S is checked first, and
     replaced once if broken, before anything is sent; if the connection breaks after the
     statement was sent, the outcome is unknown and `WriteOutcomeUnknown` is raised."""
     current, session = _ready_session(sql, prepare=bool(params))
@@ -450,8 +446,9 @@ def write(sql: str, **params: Any) -> list[list[Any]]:
         for attempt in (1, 2):
             try:
                 rows = session.execute(sql, **params)
-                broken = not _record_commit_lsn(session)
-                return rows
+                position, ok = _commit_position(session)
+                broken = not ok
+                return Committed(rows, position)
             except Exception as exc:  # noqa: BLE001 - classified below
                 if attempt == 1 and sqlstate(exc) in _STALE_STATEMENT:
                     continue  # refused while planning: nothing was written
@@ -465,10 +462,13 @@ def write(sql: str, **params: Any) -> list[list[Any]]:
 
 
 class Transaction:
-    """The connection of an open transaction; `run` uses prepared statements."""
+    """The connection of an open transaction; `run` uses prepared statements. Once the
+    `transaction()` block has committed, `position` is its commit position (None: no
+    replica configured, or it could not be read)."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.position: int | None = None
 
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
         """Run one statement inside the transaction."""
@@ -498,9 +498,11 @@ def transaction() -> Iterator[Transaction]:
     assert session is not None
     broken = False
     try:
-        yield Transaction(session)
+        tx = Transaction(session)
+        yield tx
         session.conn.run("COMMIT")
-        broken = not _record_commit_lsn(session)
+        tx.position, ok = _commit_position(session)
+        broken = not ok
     except BaseException as exc:
         try:
             session.conn.run("ROLLBACK")

@@ -29,6 +29,7 @@ from chalicelib.booking import scopes
 from chalicelib.booking.reads import ReadPlan, read
 from chalicelib.booking.resources import CachedResource
 from chalicelib.cache.policies import Freshness
+from chalicelib.cache.tickets import Fill
 from chalicelib.fhir import versions
 from chalicelib.http import ApiError
 from chalicelib.lazy import lazy_module
@@ -74,9 +75,9 @@ def _scopes(q: BulkQuery) -> tuple[str, ...]:
     return (scopes.CATALOG, *(scopes.slots_scope(day) for day in q.slot_days()))
 
 
-def _load(q: BulkQuery) -> Optional[str]:
+def _load(q: BulkQuery, fill: Fill) -> Optional[str]:
     """The document (None: no such tenant, or an anonymous caller and it does not publish)."""
-    found = source.run("SELECT name, publish_slots, booking_link, booking_phone FROM tenant WHERE id = :t",
+    found = source.run(fill, "SELECT name, publish_slots, booking_link, booking_phone FROM tenant WHERE id = :t",
                        t=q.clientId)
     if not found or (q.public and not found[0][1]):
         return None
@@ -86,8 +87,8 @@ def _load(q: BulkQuery) -> Optional[str]:
     if q.file == "Location":
         return _location(q.clientId, name, phone)
     if q.file == "Schedule":
-        return _lines(source.run(_SCHEDULES, t=q.clientId))
-    return _lines(source.run(_SLOTS, t=q.clientId, last=q.slot_days()[-1]), link, phone)
+        return _lines(source.run(fill, _SCHEDULES, t=q.clientId))
+    return _lines(source.run(fill, _SLOTS, t=q.clientId, last=q.slot_days()[-1]), link, phone)
 
 
 BULK = CachedResource(

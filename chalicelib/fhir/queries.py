@@ -8,6 +8,7 @@ from typing import Optional
 from urllib.parse import urlencode
 
 from chalicelib.booking import read_source as source
+from chalicelib.cache.tickets import Fill
 from chalicelib.fhir import render, versions
 from chalicelib.fhir.search import Query
 
@@ -69,19 +70,20 @@ def _where(table: Table, query: Query) -> tuple[str, dict[str, object]]:
     return sql, params
 
 
-def read(resource_type: str, query: Query) -> Optional[str]:
+def read(fill: Fill, resource_type: str, query: Query) -> Optional[str]:
     """One resource by id, stamped with its version (None: no such resource in the tenant)."""
     table = TABLES[resource_type]
     rows, params = _where(table, query)
-    found = source.scalar(f"SELECT ({table.render})::text FROM {rows}", **params)
+    found = source.scalar(fill, f"SELECT ({table.render})::text FROM {rows}", **params)
     return versions.stamp_text(found) if found is not None else None
 
 
-def search(resource_type: str, query: Query) -> Optional[str]:
+def search(fill: Fill, resource_type: str, query: Query) -> Optional[str]:
     """A searchset Bundle of one page (`_count` from `_offset`), with a `next` link when more match."""
     table = TABLES[resource_type]
     rows, params = _where(table, query)
     found = source.run(
+        fill,
         f"""SELECT coalesce(json_agg(json_build_object('resource', m.r, 'search', json_build_object('mode', 'match'))
                                      ORDER BY m.n) FILTER (WHERE m.n <= :lim), '[]'::json)::text, count(*) > :lim
             FROM (SELECT q.r, row_number() OVER () AS n

@@ -13,6 +13,7 @@ from chalicelib.booking import scopes
 from chalicelib.booking.reads import ReadPlan
 from chalicelib.booking.resources import CachedResource, search_digest
 from chalicelib.cache.policies import Freshness
+from chalicelib.cache.tickets import Fill
 from chalicelib.fhir import search
 from chalicelib.fhir.search import Params, Query
 from chalicelib.http import ApiError
@@ -153,18 +154,19 @@ def _appointment_scopes(q: Query) -> tuple[str, ...]:
 
 
 def _declare(name: str, path: str, freshness: Freshness, parser: Parser, scope: Callable[[Query], tuple[str, ...]],
-             invalidated_by: str, load: Callable[[Query], Optional[str]], roles: tuple[str, ...] = ()) -> FhirResource:
+             invalidated_by: str, load: Callable[[Query, Fill], Optional[str]],
+             roles: tuple[str, ...] = ()) -> FhirResource:
     return FhirResource(name=name, path=path, freshness=freshness, query="fhir.search.Query", load=load,
                         params=_key_params, scopes=scope, invalidated_by=invalidated_by, roles=roles,
                         parser=parser)
 
 
-def _reader(resource_type: str) -> Callable[[Query], Optional[str]]:
-    return lambda q: queries.read(resource_type, q)
+def _reader(resource_type: str) -> Callable[[Query, Fill], Optional[str]]:
+    return lambda q, fill: queries.read(fill, resource_type, q)
 
 
-def _searcher(resource_type: str) -> Callable[[Query], Optional[str]]:
-    return lambda q: queries.search(resource_type, q)
+def _searcher(resource_type: str) -> Callable[[Query, Fill], Optional[str]]:
+    return lambda q, fill: queries.search(fill, resource_type, q)
 
 
 _CATALOG = Freshness(3600.0, 86400.0)

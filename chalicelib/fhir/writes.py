@@ -17,6 +17,7 @@ from chalice import Response
 from chalicelib.auth import Principal
 from chalicelib.booking import service
 from chalicelib.booking.outcome import WriteResult
+from chalicelib.booking.read_source import primary_fill
 from chalicelib.fhir import queries
 from chalicelib.fhir.outcome import fhir_response
 from chalicelib.fhir.search import STATUS_FROM_FHIR, Query, resource_id
@@ -61,7 +62,9 @@ def _rendered(principal: Principal, native: WriteResult) -> Response:
     if native.status >= 400:
         return write_response(native)
     ident = orjson.loads(native.body)["appointment"]["id"]
-    appointment = queries.read("Appointment", Query(clientId=principal.tenant, filters=(("_id", str(ident)),)))
+    # Read on the primary: the write has just committed there (a replica may not have it yet).
+    found = Query(clientId=principal.tenant, filters=(("_id", str(ident)),))
+    appointment = queries.read(primary_fill(), "Appointment", found)
     return fhir_response(appointment, status=native.status)
 
 
@@ -74,8 +77,8 @@ def _existing(principal: Principal, condition: str) -> Optional[str]:
     patient = resource_id(params["patient"][0], "Patient")
     if principal.is_patient and patient != principal.patient_id:
         raise ApiError(403, "A patient may book only for themselves.")
-    return queries.read("Appointment", Query(clientId=principal.tenant,
-                                             filters=(("live-slot", str(slot)), ("patient", str(patient)))))
+    live = Query(clientId=principal.tenant, filters=(("live-slot", str(slot)), ("patient", str(patient))))
+    return queries.read(primary_fill(), "Appointment", live)
 
 
 def create(principal: Principal, body: Mapping[str, Any], idempotency_key: Optional[str],

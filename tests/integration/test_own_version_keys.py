@@ -9,6 +9,7 @@ from typing import Callable
 
 import redis
 
+from chalicelib.cache.tickets import Fill
 from chalicelib.cache.tiered import TieredCache
 from chalicelib.cache.tracking import InvalidationTracker
 from tests.integration.conftest import REDIS_URL, redis_settings
@@ -68,7 +69,7 @@ def test_database_load_then_l1_and_another_containers_write_still_invalidates(
     policy = a.policy("slots")
     loads: list[str] = []
 
-    def loader() -> str:
+    def loader(fill: Fill) -> str:
         loads.append("x")
         return '{"n":%d}' % len(loads)
 

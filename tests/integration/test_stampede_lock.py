@@ -5,11 +5,12 @@ import threading
 import time
 from typing import Callable
 
+from chalicelib.cache.tickets import Fill
 from chalicelib.cache.tiered import TieredCache
 
 
-def _counting_loader(calls: list[int], body: str = '"loaded"') -> Callable[[], str]:
-    def load() -> str:
+def _counting_loader(calls: list[int], body: str = '"loaded"') -> Callable[[Fill], str]:
+    def load(fill: Fill) -> str:
         calls.append(1)
         return body
     return load
@@ -44,7 +45,7 @@ def test_waiter_takes_the_winners_value(make_cache: Callable[..., TieredCache]) 
     deadline = time.monotonic() + 5
     while a.stats.lock_waits == 0 and time.monotonic() < deadline:
         time.sleep(0.001)  # until A is waiting for the winner
-    assert b.prewarm(key, lambda: '"from-b"', policy)  # B stores under the current versions
+    assert b.prewarm(key, lambda fill: '"from-b"', policy)  # B stores under the current versions
     b.l2.unlock(key.lock, token)  # type: ignore[union-attr]
     waiter.join(10)
     result = results[0]

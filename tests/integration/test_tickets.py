@@ -1,11 +1,11 @@
 """Tickets on version tokens (chalicelib/cache/tickets.py) against the real Redis: a bump
-carries the writer's ticket, never lowers a key's ticket, and a loader sees the highest
-ticket of the versions it fills under."""
+carries the writer's ticket, never lowers a key's ticket, and a loader is handed the
+highest ticket of the versions it fills under, and its note of where it read comes back."""
 from __future__ import annotations
 
 from typing import Callable
 
-from chalicelib.cache.tickets import fill_ticket, highest_ticket, new_token, ticket_of
+from chalicelib.cache.tickets import Fill, highest_ticket, new_token, ticket_of
 from chalicelib.cache.tiered import TieredCache
 
 
@@ -14,7 +14,8 @@ def test_tokens_stay_random_and_carry_the_ticket() -> None:
     assert a != b and ticket_of(a) == "00000000000000ff"
     assert ticket_of(new_token()) == "" and "." not in new_token()
     assert highest_ticket([new_token(), a, new_token("0000000000000001")]) == "00000000000000ff"
-    assert highest_ticket([new_token()]) == "" and fill_ticket() == ""
+    assert highest_ticket([new_token()]) == ""
+    assert Fill.under([new_token(), a]).ticket == "00000000000000ff" and Fill.under([]).ticket == ""
 
 
 def test_bump_keeps_the_higher_ticket(make_cache: Callable[..., TieredCache]) -> None:
@@ -43,11 +44,13 @@ def test_the_loader_sees_the_highest_ticket_it_fills_under(make_cache: Callable[
     cache.invalidate(1, ["b"], ticket="0000000000000020")
     seen: list[str] = []
 
-    def loader() -> str:
-        seen.append(fill_ticket())
+    def loader(fill: Fill) -> str:
+        seen.append(fill.ticket)
+        fill.source = "here"
         return "{}"
 
-    assert cache.get_or_load(key, loader, policy).source == "DB"  # type: ignore[union-attr]
-    assert seen == ["0000000000000020"] and fill_ticket() == ""
+    result = cache.get_or_load(key, loader, policy)
+    assert result is not None and result.source == "DB" and result.read_from == "here"
+    assert seen == ["0000000000000020"]
     assert cache.prewarm(cache.keys.key(1, "slots", "y", ("a",)), loader, policy)
     assert seen[-1] == "0000000000000010"
