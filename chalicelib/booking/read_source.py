@@ -33,6 +33,7 @@ import threading
 import time
 from typing import Any, Optional
 
+from chalicelib.cache.breaker import CircuitBreaker
 from chalicelib.cache.tickets import Fill
 from chalicelib.db import connection as db
 from chalicelib.db.errors import DatabaseUnavailable, PoolExhausted
@@ -64,52 +65,48 @@ def lsn_text(lsn: int) -> str:
 
 
 class ReplicaState:
-    """The replica's breaker and what it did (for health and tests): reads served by it,
-    reads sent to the primary because it lagged past the wait, or failed."""
+    """The replica's owner: its breaker (the cache's CircuitBreaker: one failure keeps the
+    replica out for DB_REPLICA_COOLDOWN seconds, then one probe) and what it did, for
+    health and tests: reads served by it, reads sent to the primary because it lagged past
+    the wait, or failed."""
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.down_until = 0.0
-        self.probing = False
+    def __init__(self, cooldown_s: float) -> None:
+        self.breaker = CircuitBreaker(1, cooldown_s)
         self.served = 0
         self.lagged = 0
         self.failed = 0
         self.last_error = ""
 
-    def allow(self) -> bool:
-        if self.down_until == 0.0:
-            return True
-        with self.lock:
-            if self.probing or time.monotonic() < self.down_until:
-                return False
-            self.probing = True  # one probe after the cool-down
-            return True
-
-    def failure(self, exc: BaseException, cooldown_s: float) -> None:
-        with self.lock:
-            self.failed += 1
-            self.last_error = type(exc).__name__
-            self.down_until = time.monotonic() + cooldown_s
-            self.probing = False
-
-    def success(self) -> None:
-        if self.down_until or self.probing:
-            with self.lock:
-                self.down_until = 0.0
-                self.probing = False
-
-    @property
-    def down(self) -> bool:
-        return self.down_until != 0.0
+    def failure(self, exc: BaseException) -> None:
+        """A connection failure: count it and keep the replica out for the cool-down."""
+        self.failed += 1
+        self.last_error = type(exc).__name__
+        self.breaker.failure()
 
 
-state = ReplicaState()
+_state: Optional[ReplicaState] = None
+_state_lock = threading.Lock()
+
+
+def replica_state() -> ReplicaState:
+    """This process's replica state, made on first use from the settings."""
+    global _state
+    current = _state
+    if current is None:
+        with _state_lock:
+            current = _state
+            if current is None:
+                current = _state = ReplicaState(get_settings().replica_cooldown_s)
+    return current
 
 
 def reset_state() -> None:
-    """Forget the replica's breaker and counts (after the settings changed; tests)."""
-    global state
-    state = ReplicaState()
+    """Forget the replica's breaker and counts (after the settings changed, in a copied
+    process, in tests)."""
+    global _state
+    _state = None
+
+
 def primary_fill() -> Fill:
     """The fill of a read that must see every committed write (outside the cache's fills)."""
     return Fill(PRIMARY_ONLY)
@@ -135,13 +132,14 @@ def run(fill: Fill, sql: str, **params: Any) -> list[list[Any]]:
 def _on_replica(replica: db.Pool, ticket: str, sql: str, params: dict[str, Any]) -> Optional[list[list[Any]]]:
     """The query's rows from the replica, or None: not allowed (breaker), not replayed far
     enough within the wait (`ticket`), or failed."""
-    if ticket == PRIMARY_ONLY or not state.allow():
+    state = replica_state()
+    if ticket == PRIMARY_ONLY or not state.breaker.allow():
         return None
     settings = get_settings()
     try:
         if not ticket:  # no write is waited for (versions made on read, or the outbox)
             rows = db.run_on(replica, sql, **params)
-            state.success()
+            state.breaker.success()
             state.served += 1
             return rows
         min_lsn = lsn_text(int(ticket, 16))
@@ -149,7 +147,7 @@ def _on_replica(replica: db.Pool, ticket: str, sql: str, params: dict[str, Any])
         pause = _FIRST_PAUSE_S
         while True:
             replayed = db.run_on(replica, _REPLAYED, hb_min_lsn=min_lsn)[0][0]
-            state.success()
+            state.breaker.success()
             if replayed:  # the query's snapshot, taken after this, holds every write up to L
                 rows = db.run_on(replica, sql, **params)
                 state.served += 1
@@ -161,11 +159,11 @@ def _on_replica(replica: db.Pool, ticket: str, sql: str, params: dict[str, Any])
             time.sleep(min(pause, left))
             pause = min(pause * 2, _MAX_PAUSE_S)
     except (DatabaseUnavailable, PoolExhausted) as exc:
-        state.failure(exc, settings.replica_cooldown_s)
+        state.failure(exc)
         log.warning("read replica unavailable; reading the primary", extra={"error": type(exc).__name__})
         return None
     except Exception as exc:  # noqa: BLE001 - e.g. a recovery conflict: this read goes to the primary
-        state.success()  # the replica answered (it is up); only this read moves
+        state.breaker.success()  # the replica answered (it is up); only this read moves
         state.failed += 1
         state.last_error = type(exc).__name__
         return None
@@ -176,12 +174,13 @@ def replica_health() -> Optional[str]:
     replica = db.replica_pool()
     if replica is None:
         return None
-    if not state.allow():  # left out after a failure: no connect attempt per health check
+    state = replica_state()
+    if not state.breaker.allow():  # left out after a failure: no connect attempt per health check
         return "down"
     try:
         db.run_on(replica, "SELECT 1")
     except (DatabaseUnavailable, PoolExhausted) as exc:
-        state.failure(exc, get_settings().replica_cooldown_s)
+        state.failure(exc)
         return "down"
-    state.success()
+    state.breaker.success()
     return "ok"
