@@ -11,6 +11,7 @@ import statistics
 import time
 
 from bench import common
+from chalicelib import runtime
 
 DATABASE = "hb_bench_bulk"
 PATIENTS = 1000
@@ -50,7 +51,7 @@ def main() -> None:
         created = _timed_imports(app_module.app, token, [f"new{r}" for r in range(ROUNDS)])
         updated = _timed_imports(app_module.app, token, [f"new{r}" for r in range(ROUNDS)])
     finally:
-        common.reset_app_state()
+        runtime.reset()
         common.delete_namespace(namespace)
         common.drop_database(DATABASE)
     for label, seconds in (("new patients", created), ("updates", updated)):

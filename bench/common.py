@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import pg8000.native
 
+from chalicelib import runtime
 from chalicelib.db.connection import connection_arguments
 from chalicelib.settings import DatabaseSettings, parse_database_url
 
@@ -180,18 +181,7 @@ def use_database(database: str, namespace: str) -> None:
     os.environ.update({"DATABASE_URL": database_url(database), "REDIS_URL": REDIS_URL,
                        "AUTH_SECRET": AUTH_SECRET, "CACHE_NAMESPACE": namespace})
     os.environ.pop("REDIS_DISABLED", None)
-    reset_app_state()
-
-
-def reset_app_state() -> None:
-    """Forget settings, cache and the process's DB connections (as tests/conftest.py does)."""
-    from chalicelib.booking.caching import reset_cache
-    from chalicelib.db.connection import close_all
-    from chalicelib.settings import reset_settings
-
-    reset_settings()
-    reset_cache()
-    close_all()
+    runtime.reset()
 
 
 def new_namespace() -> str:

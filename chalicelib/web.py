@@ -111,6 +111,10 @@ class PlanMemo:
         self.plans: dict[tuple[Any, ...], ReadPlan] = {}
         self.owner: tuple[Any, Any] = (None, None)
 
+    def clear(self) -> None:
+        """Forget every plan (chalicelib/runtime.py)."""
+        self.plans, self.owner = {}, (None, None)
+
     def get(self, resource: CachedResource, request: Request, headers: Mapping[str, str],
             cache: TieredCache) -> ReadPlan:
         """The plan for this request (built, verified and remembered on first sight)."""

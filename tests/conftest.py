@@ -68,21 +68,6 @@ def fresh_db() -> Iterator[str]:
         drop_database(name)
 
 
-def reset_app_state() -> None:
-    """Forget settings, cache and the process's DB connections (after env changes)."""
-    from chalicelib.booking.caching import reset_cache
-    from chalicelib.db.connection import close_all
-    from chalicelib.settings import reset_settings as _reset
-
-    _reset()
-    reset_cache()
-    close_all()
-    import sys
-
-    if "chalicelib.booking.read_source" in sys.modules:
-        sys.modules["chalicelib.booking.read_source"].reset_state()
-
-
 def seeded_database(prefix: str = "hb_test") -> str:
     """A new migrated database with the small demo data (seed 1) and refreshed views."""
     from chalicelib.db.seed import seed

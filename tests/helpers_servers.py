@@ -341,21 +341,21 @@ def free_future_slots(app_env: Any, tenant: int = 1, limit: int = 50, min_per_gr
 @contextlib.contextmanager
 def patched_environ(values: dict[str, str]) -> Iterator[None]:
     """Set environment variables and reset the app's settings/cache/connection; undo after."""
-    from tests.conftest import reset_app_state
+    from chalicelib import runtime
 
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
-    reset_app_state()
+    runtime.reset()
     try:
         yield
     finally:
-        reset_app_state()
+        runtime.reset()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        reset_app_state()
+        runtime.reset()
 
 
 def _fetch_in_fresh_process(path: str, token: str) -> None:
