@@ -28,11 +28,12 @@ from typing import Any, Callable, Mapping, Optional
 from chalice.app import Chalice
 from chalice.local import LocalChalice, LocalDevServer, ThreadedHTTPServer
 
+from chalicelib import runtime
 from chalicelib.import_boundary import import_request_and_job_modules
 from chalicelib.local_handler import KeepAliveRequestHandler
 from chalicelib.observability import error_fields
 from chalicelib.request_deadline import DEFAULT_CLIENT_TIMEOUT_S
-from chalicelib.settings import get_settings, reset_settings
+from chalicelib.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def serve(host: str, port: int, stage: str = "dev", schedules: bool = True,
     config = factory.create_config_obj(chalice_stage_name=stage)
     for key, value in config.environment_variables.items():
         os.environ.setdefault(key, value)
-    reset_settings()
+    runtime.reset()  # the stage's variables are in the environment now
     get_settings()  # the stage's variables are checked too: SettingsError before serving
     app_obj = thread_local_requests(factory.load_chalice_app())
     import_request_and_job_modules()
