@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from bench import common
-from chalicelib.local_server import free_port, wait_until_answering
+from support.ports import free_port, wait_until_answering
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

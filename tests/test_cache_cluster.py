@@ -1,5 +1,5 @@
 """The cache on a real three-primary Redis Cluster (REDIS_CLUSTER=1), started by the tests
-(tests/helpers_cluster.py): two API server processes share L2, tenants 1 and 2 live on
+(support/cluster.py): two API server processes share L2, tenants 1 and 2 live on
 different shards, 50 rounds of bookings and cancels give 0 stale reads on the other process;
 a primary killed and restarted: reads and writes keep answering, and once it is back a write
 on one process invalidates the other process's L1 again."""
@@ -11,8 +11,8 @@ from typing import Callable
 
 import pytest
 
+from support.cluster import LocalCluster, running_cluster
 from tests.data_finders import new_patient
-from tests.helpers_cluster import LocalCluster, running_cluster
 from tests.helpers_servers import KeepAlive, free_future_slots, running_servers
 
 ROUNDS = 50

@@ -13,7 +13,7 @@ import pytest
 from chalicelib.cache.redis_tier import make_client
 from chalicelib.cache.tracking import InvalidationTracker, TopologySignal, primaries_of
 from chalicelib.settings import RedisSettings, parse_redis_url
-from tests.helpers_cluster import running_cluster
+from support.cluster import running_cluster
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Read replicas, on a real streaming replica (tests/helpers_replica.py) and two API server
+"""Read replicas, on a real streaming replica (support/replica.py) and two API server
 processes sharing Redis: no fill stores pre-write rows under post-write versions.
 
 1. Replay paused while bookings go on: no read on either process shows the pre-write
@@ -23,9 +23,9 @@ import redis
 
 from chalicelib.auth import issue_token
 from chalicelib.cache.entry import Entry
+from support.replica import PrimaryAndReplica
 from tests.conftest import TEST_AUTH_SECRET, _delete_namespace
 from tests.data_finders import new_patients
-from tests.helpers_replica import PrimaryAndReplica
 from tests.helpers_servers import KeepAlive, running_servers
 
 WAIT_MS = 50

@@ -23,7 +23,8 @@ from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
-from tests.helpers_servers import ApiServer, database_proxy_env, free_port, running_servers
+from support.ports import free_port
+from tests.helpers_servers import ApiServer, database_proxy_env, running_servers
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = PROJECT_DIR / "test-output"

@@ -28,7 +28,7 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_CODE = ("app.py", "chalicelib")
-TOOLING_CODE = ("tests", "bench", "tools", "infra")
+TOOLING_CODE = ("tests", "bench", "tools", "infra", "support")
 # Lambda's Python runtime has these (the app reads secrets through boto3; aws-xray-sdk needs
 # botocore); the zip does not ship them.
 LAMBDA_PROVIDED = {"boto3", "botocore"}

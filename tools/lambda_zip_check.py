@@ -50,9 +50,12 @@ from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = ROOT / "tools" / "lambda_zip_probe.py"
-if str(ROOT / "tools") not in sys.path:
-    sys.path.insert(0, str(ROOT / "tools"))
+for path in (ROOT, ROOT / "tools"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 import chalice_stage  # noqa: E402
+
+from support.ports import free_port  # noqa: E402
 
 DEFAULT_STAGES = ("prod", "prod-xray")
 # What Lambda's Python runtime ships besides the standard library, and aws_xray_sdk needs.
@@ -104,13 +107,6 @@ def stage_environment(template: dict[str, Any], jwks_url: str) -> dict[str, str]
     parameters.update(PROBE_PARAMETERS, OidcJwksUrl=jwks_url)
     resolved = {k: parameters.get(v["Ref"]) if isinstance(v, dict) and "Ref" in v else v for k, v in merged.items()}
     return {k: v for k, v in resolved.items() if isinstance(v, str) and not k.endswith("_SECRET_ARN")}
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now (for the probe's own JWKS server)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def closed_port(stack: ExitStack) -> int:

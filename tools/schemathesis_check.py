@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chalicelib.local_server import free_port, wait_until_answering  # noqa: E402
 from chalicelib.settings import load_settings  # noqa: E402
+from support.ports import free_port, wait_until_answering  # noqa: E402
 
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
           "response_schema_conformance,ignored_auth,unsupported_method")

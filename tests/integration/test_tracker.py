@@ -18,7 +18,7 @@ import redis
 from chalicelib.cache.redis_tier import make_client
 from chalicelib.cache.tracking import InvalidationTracker, TopologySignal, primaries_of
 from chalicelib.settings import RedisSettings, parse_redis_url
-from tests.helpers_cluster import running_cluster
+from support.cluster import running_cluster
 from tests.helpers_servers import TcpProxy
 from tests.integration.conftest import REDIS_URL, redis_settings
 

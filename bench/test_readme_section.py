@@ -21,5 +21,5 @@ def test_only_the_marked_section_changes() -> None:
 
 
 def test_the_readme_has_the_markers() -> None:
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert text.index(report.README_START) < text.index(report.README_END)

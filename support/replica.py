@@ -1,4 +1,4 @@
-"""A private PostgreSQL primary and a streaming replica of it, started by the tests.
+"""A private PostgreSQL primary and a streaming replica of it (tests, the bench).
 
 `initdb` a primary (wal_level=replica) on a free port, create and seed the app's database
 with the project's own migrate and seed functions, `pg_basebackup -R` a replica from it and
@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import pg8000.native
 
-from chalicelib.local_server import free_port
+from support.ports import free_port
 
 
 def _pg_bin() -> str:

