@@ -12,15 +12,14 @@ import contextlib
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
-from typing import Iterator, Optional
+from typing import Iterator
 
-from support.ports import wait_for_port
-from support.redis_binaries import redis_cli_path, redis_server_path
+from support.redis_binaries import redis_cli_path
+from support.redis_servers import PrivateRedis
 
 
 def _port_free(port: int) -> bool:
@@ -46,37 +45,20 @@ def free_cluster_ports(count: int, low: int = 20000, high: int = 55535) -> list[
     raise RuntimeError("no free port pairs for a Redis Cluster")
 
 
-class ClusterNode:
+class ClusterNode(PrivateRedis):
     """One redis-server --cluster-enabled yes process in its own directory."""
 
     def __init__(self, port: int, root: str) -> None:
-        self.port = port
+        super().__init__(port)
         self.dir = f"{root}/{port}"
-        self.proc: Optional[subprocess.Popen] = None
+
+    def extra_args(self) -> list[str]:
+        return ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+                "--cluster-require-full-coverage", "no", "--dir", self.dir]
 
     def start(self) -> "ClusterNode":
-        assert self.proc is None or self.proc.poll() is not None
         os.makedirs(self.dir, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [redis_server_path(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-             "--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "no",
-             "--dir", self.dir, "--save", "", "--appendonly", "no", "--protected-mode", "no",
-             "--daemonize", "no", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port)
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would; waits until the process is gone."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=5)
-
-    def client(self):  # type: ignore[no-untyped-def]
-        import redis
-
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+        return super().start()  # type: ignore[no-any-return]
 
 
 class LocalCluster:

@@ -17,8 +17,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator, Optional
 
-from support.ports import free_port, wait_for_port, wait_until_answering
-from support.redis_binaries import redis_server_path
+from support.ports import free_port, wait_until_answering
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,38 +33,6 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str,
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what} ({timeout}s) {detail()}")
-
-
-class PrivateRedis:
-    """A throw-away redis-server (no persistence) on a fixed port; start/kill/restart."""
-
-    def __init__(self, port: Optional[int] = None) -> None:
-        self.port = port or free_port()
-        self.proc: Optional[subprocess.Popen] = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> "PrivateRedis":
-        assert self.proc is None or self.proc.poll() is not None
-        self.proc = subprocess.Popen(
-            [redis_server_path(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port)
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would; waits until the process is gone."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=5)
-
-    def client(self):  # type: ignore[no-untyped-def]
-        import redis
-
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
 
 
 class ApiServer:

@@ -18,8 +18,9 @@ from chalicelib.audit.actor import Actor
 from chalicelib.booking import commands, scopes
 from chalicelib.booking.caching import get_cache
 from chalicelib.booking.models import BookingBody
+from support.redis_servers import PrivateRedis
 from tests.data_finders import new_patient
-from tests.helpers_servers import PROJECT_DIR, PrivateRedis, fetch_in_fresh_process, free_future_slots, patched_environ
+from tests.helpers_servers import PROJECT_DIR, fetch_in_fresh_process, free_future_slots, patched_environ
 
 CONNECT_TIMEOUT = 0.05
 READ_TIMEOUT = 0.05

@@ -22,7 +22,8 @@ import pytest
 
 from chalicelib.cache import histogram
 from chalicelib.cache.fleet import merge
-from tests.helpers_servers import ApiServer, KeepAlive, PrivateRedis, running_servers, wait_for
+from support.redis_servers import PrivateRedis
+from tests.helpers_servers import ApiServer, KeepAlive, running_servers, wait_for
 
 PUBLISH_INTERVAL = 0.3
 EXPIRY = 2.5
