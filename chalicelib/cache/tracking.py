@@ -234,10 +234,11 @@ class InvalidationTracker:
                 return False
         except RuntimeError:  # another thread is polling right now: take the locked path
             return False
-        for conn in conns:
-            sock = redis_seam.socket_of(conn)
-            if sock is None or redis_seam.tls_bytes_pending(sock):
-                return False
+        if self.settings.tls:  # decrypted bytes wait in the TLS layer, where poll() cannot see them
+            for conn in conns:
+                sock = redis_seam.socket_of(conn)
+                if sock is None or redis_seam.tls_bytes_pending(sock):
+                    return False
         self._last_drain = now
         return True
 
