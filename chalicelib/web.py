@@ -14,9 +14,10 @@ from chalicelib.audit.read_log import read_log
 from chalicelib.auth import OPERATOR, Principal, principal_from_headers, require_role
 from chalicelib.booking.caching import get_cache
 from chalicelib.booking.errors import BookingError
-from chalicelib.booking.reads import ReadPlan, read
+from chalicelib.booking.reads import ReadPlan
 from chalicelib.booking.resources import CachedResource
 from chalicelib.cache.errors import CacheUnavailable
+from chalicelib.cached_answers import read
 from chalicelib.chalice_seam import lower_case_headers
 from chalicelib.db.errors import DatabaseUnavailable, PoolExhausted, WriteOutcomeUnknown
 from chalicelib.http import ApiError, domain_error_response, error_response, json_response

@@ -26,10 +26,11 @@ from chalice import Response
 
 from chalicelib.auth import OPERATOR, Principal
 from chalicelib.booking import scopes
-from chalicelib.booking.reads import ReadPlan, read
+from chalicelib.booking.reads import ReadPlan
 from chalicelib.booking.resources import CachedResource
 from chalicelib.cache.policies import Freshness
 from chalicelib.cache.tickets import Fill
+from chalicelib.cached_answers import read
 from chalicelib.fhir import versions
 from chalicelib.http import ApiError
 from chalicelib.lazy import lazy_module
