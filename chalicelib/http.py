@@ -73,10 +73,7 @@ def domain_error_response(exc: errors.BookingError) -> Response:
 
 def domain_status(exc: errors.BookingError) -> int:
     """The HTTP status a refusal of the booking domain answers."""
-    for kind in type(exc).__mro__:
-        if kind in _DOMAIN_STATUS:
-            return _DOMAIN_STATUS[kind]
-    return 400
+    return _DOMAIN_STATUS[type(exc)]
 
 
 def write_response(result: WriteResult) -> Response:

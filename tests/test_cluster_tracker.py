@@ -58,7 +58,7 @@ def test_created_versions_go_to_the_owner_and_are_not_echoed(tracker, cluster):
 
 def test_topology_change_resets_and_reconnects(tracker):
     t, client, prefix = tracker
-    t.topology_changed()
+    t.topology.set()
     assert not t.healthy and not t.quiet()
     result = t.drain()
     assert result.reset and t.healthy and len(t.primaries) == 3

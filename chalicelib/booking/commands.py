@@ -137,7 +137,12 @@ def _in_savepoint(conn: db.Transaction, attempt: Callable[[], WriteResult]) -> W
     return _decided(rolled_back_on_refusal)
 
 
-def _book_result(body: BookingBody, rows: list[list[Any]], position: Optional[int] = None) -> WriteResult:
+def _answer_to(committed: db.Committed, answer: Callable[[list[list[Any]]], WriteResult]) -> WriteResult:
+    """The answer to one committed statement's rows, stamped with its commit position."""
+    return answer(committed.rows).committed_at(committed.position)
+
+
+def _book_result(body: BookingBody, rows: list[list[Any]]) -> WriteResult:
     slot_found, patient_found, in_future, doctor_id, day, at_cap, created = rows[0]
     if not slot_found:
         raise NotFound(f"Slot {body.slotId} does not exist for this clientId or is no longer offered.")
@@ -150,7 +155,7 @@ def _book_result(body: BookingBody, rows: list[list[Any]], position: Optional[in
                                            " appointments allowed; cancel one first."), None)
     if created is None:
         return WriteResult(409, error_body("slot_taken", "This slot is already booked."), None)
-    return WriteResult(201, created, Touched.slots(body.clientId, (doctor_id, day)), position)
+    return WriteResult(201, created, Touched.slots(body.clientId, (doctor_id, day)))
 
 
 def book(body: BookingBody, actor: Actor, idempotency: Optional[IdempotencyKey] = None,
@@ -175,7 +180,7 @@ def book(body: BookingBody, actor: Actor, idempotency: Optional[IdempotencyKey] 
                         lambda conn: _in_savepoint(conn, lambda: in_transaction(conn)))
     if patient_cap is None:
         # One statement, atomic on its own: no BEGIN/COMMIT round trips.
-        return _decided(lambda: _book_result(body, *db.write(sql, **params)))
+        return _decided(lambda: _answer_to(db.write(sql, **params), lambda rows: _book_result(body, rows)))
 
     def locked() -> WriteResult:
         with db.transaction() as conn:
@@ -207,11 +212,10 @@ def cancel(appointment_id: int, body: CancelBody, actor: Actor, patient_id: Opti
     if updated is None:
         why = f"it is {status.replace('_', ' ')}" if status != "booked" else "it has already started"
         raise Conflict(f"This appointment cannot be cancelled: {why}.", code="not_cancellable")
-    return WriteResult(200, updated, Touched.slots(body.clientId, (doctor_id, day)), committed.position)
+    return WriteResult(200, updated, Touched.slots(body.clientId, (doctor_id, day))).committed_at(committed.position)
 
 
-def _reschedule_result(appointment_id: int, body: RescheduleBody, rows: list[list[Any]],
-                       position: Optional[int] = None) -> WriteResult:
+def _reschedule_result(appointment_id: int, body: RescheduleBody, rows: list[list[Any]]) -> WriteResult:
     (found, status, in_future, slot_found, slot_in_future, updated,
      old_doctor, old_day, new_doctor, new_day) = rows[0]
     if not found:
@@ -224,8 +228,7 @@ def _reschedule_result(appointment_id: int, body: RescheduleBody, rows: list[lis
                            None)
     if updated is None:
         return WriteResult(409, error_body("slot_taken", "This slot has already started and cannot be booked."), None)
-    return WriteResult(200, updated, Touched.slots(body.clientId, (old_doctor, old_day), (new_doctor, new_day)),
-                       position)
+    return WriteResult(200, updated, Touched.slots(body.clientId, (old_doctor, old_day), (new_doctor, new_day)))
 
 
 def reschedule(appointment_id: int, body: RescheduleBody, actor: Actor, patient_id: Optional[int] = None,
@@ -239,7 +242,8 @@ def reschedule(appointment_id: int, body: RescheduleBody, actor: Actor, patient_
                                  "reason": body.reason, **audit_params(actor, "reschedule")}
     sql = _RESCHEDULE_SQL.format(owner=_owner(params, patient_id))
     if idempotency is None:
-        return _decided(lambda: _reschedule_result(appointment_id, body, *db.write(sql, **params)))
+        return _decided(lambda: _answer_to(db.write(sql, **params),
+                                           lambda rows: _reschedule_result(appointment_id, body, rows)))
     hashed = request_hash({"appointmentId": appointment_id, **body.model_dump()})
     return run_once(idempotency, "reschedule", hashed, lambda conn: _in_savepoint(
         conn, lambda: _reschedule_result(appointment_id, body, conn.run(sql, **params))),

@@ -3,7 +3,7 @@ that decide a booking race, as the 409 answers they mean."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import orjson
@@ -38,12 +38,13 @@ class Touched:
 @dataclass(frozen=True)
 class WriteResult:
     """A command's answer (status and JSON body), what it touched (None if nothing) and the
-    commit position of the write (see db.connection.Committed; None when unknown)."""
+    commit position of the write (see db.connection.Committed; None when unknown). The
+    position is stamped once the write committed, by `committed_at`, and only so."""
 
     status: int
     body: str
     touched: Optional[Touched]
-    position: Optional[int] = None
+    position: Optional[int] = field(default=None, kw_only=True)
 
     def committed_at(self, position: Optional[int]) -> "WriteResult":
         """This result, of a write that committed at `position`."""

@@ -71,4 +71,4 @@ def set_status(appointment_id: int, body: StatusBody, actor: Actor) -> WriteResu
         return WriteResult(409, error_body("invalid_transition",
                                            f"This appointment cannot become {body.status.replace('_', ' ')}: {why}."),
                            None)
-    return WriteResult(200, updated, Touched.lists(body.clientId, day), committed.position)
+    return WriteResult(200, updated, Touched.lists(body.clientId, day)).committed_at(committed.position)

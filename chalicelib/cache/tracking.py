@@ -148,10 +148,6 @@ class InvalidationTracker:
         """(host, port) of the nodes this tracker is connected to."""
         return [(c.host, c.port) for c in self._conns]
 
-    def topology_changed(self) -> None:
-        """The cluster's layout moved (called from any thread)."""
-        self.topology.set()
-
     def _on_push(self, message: list) -> None:
         keys = message[1] if len(message) > 1 else None
         if keys is None:  # a flush: every key may have changed

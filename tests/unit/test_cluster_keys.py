@@ -34,5 +34,5 @@ def test_tracker_knows_the_owner_of_each_slot() -> None:
     tracker._owners = [(5460, 0), (10922, 1), (16383, 2)]
     assert [tracker._owner(s) for s in (0, 5460, 5461, 12000, 16383)] == [0, 0, 1, 2, 2]
     assert not tracker.healthy
-    tracker.topology_changed()
+    tracker.topology.set()
     assert not tracker.quiet()
