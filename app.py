@@ -5,10 +5,9 @@ from typing import TYPE_CHECKING, Any
 
 from chalice import Rate, Response
 
-from chalicelib import monitor, process_copy, web
+from chalicelib import monitor, process_copy, runtime, web
 from chalicelib.api_app import ShapedErrorsChalice
 from chalicelib.booking import resources
-from chalicelib.booking.caching import built_cache
 from chalicelib.fhir import routes as fhir_routes
 from chalicelib.http import ApiError, json_response, parse_json_body, write_response
 from chalicelib.lazy import lazy_module
@@ -31,7 +30,7 @@ else:
 
 # Chalice, with its own errors (wrong method, ...) answered in the API's error shape.
 app = ShapedErrorsChalice(app_name="hospital-booking", configure_logs=False)
-configure(app, current_cache=built_cache)
+configure(app, current_runtime=runtime.built)
 web.bind(app)
 process_copy.install()  # a forked or restored copy starts as a new container
 fhir_routes.register(app)  # /fhir/R4 (docs/fhir.md)

@@ -1,7 +1,7 @@
 """The cost of publishing fleet statistics (chalicelib.cache.fleet), and that it stays off
 the L1-hit path.
 
-- publish: `publisher.publish(cache)` alone (fold of the pending latency samples, JSON,
+- publish: the runtime's `fleet.publish(cache)` alone (fold of the pending latency samples, JSON,
   one pipelined round trip), with as many pending samples as an interval of L1 hits leaves;
 - requests per publish: L1-hit requests through `app.app(event, ctx)` for a few seconds at
   the default STATS_PUBLISH_INTERVAL, counting publishes;
@@ -40,25 +40,26 @@ def _l1_hit_call() -> tuple[Any, Any]:
 
 def measure(n: int = 2000, run_s: float = 6.0) -> dict[str, Any]:
     """Publish cost, requests per publish, and the L1-hit request with/without publishing."""
-    from chalicelib.booking.caching import get_cache
+    from chalicelib import runtime
     from chalicelib.cache import fleet
     from chalicelib.observability import request_scope
 
     call, _ = _l1_hit_call()
-    cache = get_cache()
+    container = runtime.current()
+    cache, publisher = container.cache, container.fleet
     out: dict[str, Any] = {"interval_s": fleet.publish_interval_s(), "expiry_s": fleet.expiry_s()}
     saved = request_scope.publish_interval
 
     # Requests per publish at the default interval, L1 hits as fast as one thread goes.
     request_scope.publish_interval = fleet.publish_interval_s()
     request_scope.next_publish = request_scope.next_due = time.monotonic()
-    before, requests = fleet.publisher.published, 0
+    before, requests = publisher.published, 0
     deadline = time.monotonic() + run_s
     while time.monotonic() < deadline:
         for _ in range(200):
             call()
         requests += 200
-    publishes = fleet.publisher.published - before
+    publishes = publisher.published - before
     out["requests_per_publish"] = {"requests": requests, "publishes": publishes, "seconds": run_s,
                                    "per_publish": requests / publishes if publishes else None,
                                    "rps": requests / run_s}
@@ -73,11 +74,12 @@ def measure(n: int = 2000, run_s: float = 6.0) -> dict[str, Any]:
     def fill() -> None:
         cache.stats.l1.latencies_us.extend([0.4] * pending)
 
-    empty = common.summary(common.time_calls(lambda: fleet.publisher.publish(cache), max(n // 10, 50)))
-    full = common.summary(common.time_calls(lambda: fleet.publisher.publish(cache), max(n // 20, 30), fill))
+    empty = common.summary(common.time_calls(lambda: publisher.publish(cache), max(n // 10, 50)))
+    full = common.summary(common.time_calls(lambda: publisher.publish(cache), max(n // 20, 30), fill))
     out["publish_no_pending"] = empty
     out["publish_with_pending"] = {**full, "pending_samples": pending}
-    out["payload_bytes"] = len(json.dumps(fleet.container_snapshot(cache), separators=(",", ":")))
+    snapshot = fleet.container_snapshot(cache, container.container_id)
+    out["payload_bytes"] = len(json.dumps(snapshot, separators=(",", ":")))
     per_publish = out["requests_per_publish"]["per_publish"]
     out["amortized_us_per_request"] = full["p50_us"] / per_publish if per_publish else None
 

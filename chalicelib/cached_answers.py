@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 
 from chalice import Response
 
-from chalicelib.audit.read_log import read_log
+from chalicelib.audit.read_log import ReadLog
 from chalicelib.booking.errors import NotFound
 from chalicelib.booking.reads import ReadPlan
 
@@ -47,12 +47,12 @@ def cached_response(result: CacheResult, if_none_match: Optional[str], diagnosti
     return Response(body=entry.body, status_code=200, headers=headers)
 
 
-def read(current: TieredCache, plan: ReadPlan, if_none_match: Optional[str]) -> Response:
+def read(current: TieredCache, plan: ReadPlan, if_none_match: Optional[str], audit: ReadLog) -> Response:
     """Serve a plan through the cache (404 when the loader finds no such tenant); buffer
-    its audit event, if it has one."""
+    its audit event, if it has one, in `audit`."""
     result = current.get_or_load(plan.key, plan.loader, plan.policy)
     if result is None:
         raise NotFound(_NO_TENANT)
     if plan.audit is not None:
-        read_log.record(plan.audit)
+        audit.record(plan.audit)
     return cached_response(result, if_none_match, plan.diagnostics)

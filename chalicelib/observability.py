@@ -135,13 +135,14 @@ def _flush_interval() -> float:
         return 10.0
 
 
-def _no_cache() -> Any:
+def _no_runtime() -> Any:
     return None
 
 
-_current_cache: Callable[[], Any] = _no_cache
-"""This container's cache if one was built, or None (never builds one just to report on
-it); set by `configure`, so this module imports nothing of the domain."""
+_current_runtime: Callable[[], Any] = _no_runtime
+"""This container's runtime if one was built, or None (never builds one just to report on
+it): its `cache`, its `metrics` (a CacheMetrics) and its `fleet` publisher. Set by
+`configure`, so this module imports nothing of the domain."""
 
 
 LATENCY_POINTS = 50
@@ -165,20 +166,13 @@ class CacheMetrics:
         self.stats_id = 0
         self.lock = threading.Lock()
 
-    def restart(self) -> None:
-        """In a forked or restored copy of the process: count from zero (the parent reports
-        what it counted before the copy)."""
-        self.__init__()  # type: ignore[misc]
-
-    def flush(self) -> dict[str, Any]:
-        """Emit the deltas since the previous flush; returns what was emitted."""
+    def flush(self, cache: Any) -> dict[str, Any]:
+        """Emit the deltas of `cache`'s statistics since the previous flush; returns what
+        was emitted."""
         from aws_lambda_powertools.metrics import MetricUnit
 
         from chalicelib.cache import histogram
 
-        cache = _current_cache()
-        if cache is None:
-            return {}
         with self.lock:
             stats = cache.stats
             if id(stats) != self.stats_id or stats.l1.hits < self.last.get("L1Hits", 0):
@@ -205,8 +199,6 @@ class CacheMetrics:
         emit_metrics(values)
         return values
 
-
-cache_metrics = CacheMetrics()
 
 
 def _publish_interval() -> float:
@@ -273,21 +265,22 @@ class RequestScope:
             return
         self.next_flush = now + self.flush_interval
         self.next_due = min(self.next_flush, self.next_publish)
+        runtime = _current_runtime()
+        if runtime is None:
+            return
         try:
-            cache_metrics.flush()
+            runtime.metrics.flush(runtime.cache)
         except Exception:  # noqa: BLE001 - metrics must never fail a request
             powertools_logger().warning("cache metrics flush failed")
 
     def _publish(self) -> None:
-        from chalicelib.cache.fleet import publisher
-
-        cache = _current_cache()
-        if cache is None:
+        runtime = _current_runtime()
+        if runtime is None:
             return
         try:
-            publisher.publish(cache)  # Redis trouble is counted there, never raised
+            runtime.fleet.publish(runtime.cache)  # Redis trouble is counted there, never raised
         except Exception:  # noqa: BLE001 - statistics must never fail a request
-            publisher.errors += 1
+            runtime.fleet.errors += 1
             powertools_logger().warning("fleet statistics publish failed")
 
 
@@ -316,17 +309,18 @@ def _adopt_handlers(created: Logger) -> None:
         root.setLevel(created.log_level)
 
 
-def configure(app: Chalice, current_cache: Callable[[], Any] = _no_cache) -> None:
+def configure(app: Chalice, current_runtime: Callable[[], Any] = _no_runtime) -> None:
     """Route chalicelib's standard loggers through the Powertools Logger (one JSON line
     each; the app is built with configure_logs=False); when tracing is on (`TRACING`),
-    wrap every handler in the Powertools tracer. `current_cache` returns the container's
-    cache if one was built (or None): the metrics and the fleet statistics report on it.
+    wrap every handler in the Powertools tracer. `current_runtime` returns the container's
+    runtime if one was built (or None): the metrics and the fleet statistics report on its
+    cache.
 
     Until the Logger exists, a stand-in handler receives every record (the level is the
     lowest until then); the first record creates the Logger and is handled as it would
     have been."""
-    global _current_cache
-    _current_cache = current_cache
+    global _current_runtime
+    _current_runtime = current_runtime
     root = logging.getLogger("chalicelib")
     if not root.handlers:
         root.addHandler(_PowertoolsOnFirstRecord())

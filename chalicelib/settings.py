@@ -2,18 +2,19 @@
 
 `chalice local` applies `.chalice/config.json` over the shell's environment and the
 Chalice test client swaps `os.environ` only during a call, so nothing here is read at
-import time: `get_settings()` reads on first use and `reset_settings()` forgets.
+import time: the container's runtime reads them on first use (`get_settings()`) and
+`runtime.reset()` forgets them.
 In AWS, credentials come from Secrets Manager (see `chalicelib.secrets`).
 """
 from __future__ import annotations
 
 import os
 import re
-import threading
 from dataclasses import dataclass, field, replace
 from typing import Collection, Mapping
 from urllib.parse import parse_qsl, quote, unquote, urlparse, urlsplit
 
+from chalicelib import runtime
 from chalicelib.settings_reader import EnvReader, SettingsError
 
 # Per-resource lifetime overrides: CACHE_TTL_<RESOURCE> (fresh seconds) and
@@ -388,9 +389,9 @@ def _check_read_elsewhere(reader: EnvReader) -> None:
 
 
 def _declared_resources() -> frozenset[str]:
-    """The cached resources' names (declared in chalicelib/booking/resources.py, which app.py
-    imports anyway; imported here at the first read of the settings, not at import)."""
-    from chalicelib.booking.resources import declared_freshness
+    """The cached resources' names (chalicelib/lifetimes.py; imported at the first read of
+    the settings, not at import)."""
+    from chalicelib.lifetimes import declared_freshness
 
     return frozenset(declared_freshness())
 
@@ -435,38 +436,6 @@ def load_settings(env: Mapping[str, str] | None = None, secrets: Mapping[str, st
     return settings
 
 
-_lock = threading.Lock()
-_current: Settings | None = None
-
-
 def get_settings() -> Settings:
-    """The settings of this container, read on first use."""
-    global _current
-    settings = _current
-    if settings is None:
-        with _lock:
-            if _current is None:
-                from chalicelib.secrets import load_secret_values
-
-                _current = load_settings(secrets=load_secret_values())
-            settings = _current
-    return settings
-
-
-def reload_settings() -> Settings:
-    """Read the environment and the secrets again, bypassing the secrets cache (after the
-    database refused the credentials: the secret may have been rotated)."""
-    global _current
-    from chalicelib.secrets import load_secret_values
-
-    fresh = load_settings(secrets=load_secret_values(force_fetch=True))
-    with _lock:
-        _current = fresh
-    return fresh
-
-
-def reset_settings() -> None:
-    """Forget the settings so the next `get_settings()` reads the environment again."""
-    global _current
-    with _lock:
-        _current = None
+    """The settings of this container: the runtime's, read on first use (chalicelib/runtime.py)."""
+    return runtime.current().settings

@@ -1,20 +1,17 @@
 """Request plumbing shared by every route: the error boundary, per-request cache set-up,
-the cached-read path with its plan memo, health and cache statistics."""
+the cached-read path through the runtime's plan memo, health and cache statistics."""
 from __future__ import annotations
 
 import functools
 import logging
-import time
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from chalice import Chalice, Response
-from chalice.app import MultiDict, Request
+from chalice.app import Request
 
-from chalicelib.audit.read_log import read_log
+from chalicelib import runtime
 from chalicelib.auth import OPERATOR, Principal, principal_from_headers, require_role
-from chalicelib.booking.caching import get_cache
 from chalicelib.booking.errors import BookingError
-from chalicelib.booking.reads import ReadPlan
 from chalicelib.booking.resources import CachedResource
 from chalicelib.cache.errors import CacheUnavailable
 from chalicelib.cached_answers import read
@@ -28,8 +25,8 @@ from chalicelib.settings import SettingsError, get_settings
 
 # Imported by the first request that needs them, not by a cold start (docs/performance.md).
 if TYPE_CHECKING:
+    from chalicelib.audit.read_log import ReadLog
     from chalicelib.booking import outbox_watch
-    from chalicelib.cache.tiered import TieredCache
     from chalicelib.db import connection as db
 else:
     db = lazy_module("chalicelib.db.connection", globals())
@@ -64,9 +61,10 @@ def endpoint(handler: Callable[..., Response]) -> Callable[..., Response]:
     @functools.wraps(handler)
     def wrapped(*args: Any, **kwargs: Any) -> Response:
         request_scope.enter(_app.lambda_context if _app is not None else None)
+        audit: Optional[ReadLog] = None
         try:
-            get_settings()  # read and checked on first use; after that one global lookup
-            read_log.flush_if_due()
+            audit = runtime.current().read_log  # built on first use: refused settings raise here
+            audit.flush_if_due()
             return handler(*args, **kwargs)
         except ApiError as exc:
             return exc.to_response()
@@ -90,7 +88,8 @@ def endpoint(handler: Callable[..., Response]) -> Callable[..., Response]:
             log.error("unhandled %s in %s", type(exc).__name__, handler.__name__, extra=error_fields(exc))
             return error_response(500, "internal_error", "Something went wrong on our side; it has been logged.")
         finally:
-            read_log.flush_if_due()
+            if audit is not None:
+                audit.flush_if_due()
             request_scope.exit()
 
     return wrapped
@@ -102,47 +101,6 @@ def principal(headers: Any) -> Principal:
     return principal_from_headers(headers, settings)
 
 
-class PlanMemo:
-    """ReadPlans by (resource, Authorization header, query): parsing, token verification and
-    key building run once per distinct request, not on every hit. Bounded; emptied when the
-    settings (the token secret) or the cache change. Errors are never remembered."""
-
-    def __init__(self, max_entries: int = 8192) -> None:
-        self.max_entries = max_entries
-        self.plans: dict[tuple[Any, ...], ReadPlan] = {}
-        self.owner: tuple[Any, Any] = (None, None)
-
-    def clear(self) -> None:
-        """Forget every plan (chalicelib/runtime.py)."""
-        self.plans, self.owner = {}, (None, None)
-
-    def get(self, resource: CachedResource, request: Request, headers: Mapping[str, str],
-            cache: TieredCache) -> ReadPlan:
-        """The plan for this request (built, verified and remembered on first sight)."""
-        query = request.to_original_event().get("multiValueQueryStringParameters") or {}
-        path = request.uri_params or {}
-        memo_key = (resource.name, headers.get("authorization"),
-                    tuple((name, tuple(values)) for name, values in query.items()), tuple(path.items()))
-        settings = get_settings()
-        if self.owner[0] is not settings or self.owner[1] is not cache:
-            self.plans, self.owner = {}, (settings, cache)
-        plan = self.plans.get(memo_key)
-        if plan is None or plan.expires_at <= time.time():
-            caller = principal_from_headers(request.headers, settings)
-            plan = resource.plan(cache, caller, _request_params(query, path))
-            if len(self.plans) >= self.max_entries:
-                self.plans = {}
-            self.plans[memo_key] = plan
-        return plan
-
-
-def _request_params(query: Mapping[str, list[str]], path: Mapping[str, str]) -> MultiDict:
-    """Every value of each query parameter (a native query reads the last; FHIR repeats
-    names), and a path's id as `_id`."""
-    return MultiDict({**query, **{"_id": [value] for value in path.values()}})
-
-
-plans = PlanMemo()
 
 
 def cached_read(resource: CachedResource, conditional: bool = True) -> Response:
@@ -150,13 +108,14 @@ def cached_read(resource: CachedResource, conditional: bool = True) -> Response:
     outbox's too, rate-limited), then serve the current request's plan through the cache
     (`conditional`: answer 304 to a matching If-None-Match; else the caller does)."""
     current = request()
-    cache = get_cache()
+    container = runtime.current()
+    cache = container.cache
     cache.begin_request()
     if resource.freshness.critical:
         outbox_watch.watch.look(cache)
     headers = lower_case_headers(current.headers)
-    return read(cache, plans.get(resource, current, headers, cache),
-                headers.get("if-none-match") if conditional else None)
+    plan = container.plans.get(resource, current, headers, cache, container.settings)
+    return read(cache, plan, headers.get("if-none-match") if conditional else None, container.read_log)
 
 
 def health() -> Response:
@@ -166,7 +125,7 @@ def health() -> Response:
         db_state = "ok"
     except DatabaseUnavailable:
         db_state = "down"
-    current = get_cache()
+    current = runtime.current().cache
     if current.l2 is None:
         redis_state = "disabled"
     else:
@@ -190,12 +149,13 @@ def cache_stats(caller: Principal) -> Response:
     from chalicelib.cache import fleet
     from chalicelib.cache.report import stats_document
 
-    current = get_cache()
+    container = runtime.current()
+    current = container.cache
     current.begin_request()  # connects invalidation tracking if no read has yet
     try:
         views: Optional[list] = db.run("SELECT view_name, refreshed_at, duration_ms, keys_prewarmed, status"
                                        " FROM view_refresh ORDER BY view_name")
     except DatabaseUnavailable:
         views = None
-    own = fleet.container_snapshot(current)
-    return json_response(stats_document(current, own, fleet.read(current, own), fleet.publisher, views))
+    own = fleet.container_snapshot(current, container.container_id)
+    return json_response(stats_document(current, own, fleet.read(current, own), container.fleet, views))

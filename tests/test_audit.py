@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from chalicelib.audit.read_log import read_log
+from chalicelib import runtime
 from chalicelib.auth import default_subject
 from chalicelib.booking.resources import search_digest
 from chalicelib.observability import logger
@@ -42,7 +42,7 @@ def _event_count(app_env) -> int:
 
 def _wait_for_flush() -> None:
     """Let the buffered read events come due (the next request's start writes them)."""
-    time.sleep(read_log.max_age_s + 0.05)
+    time.sleep(runtime.current().read_log.max_age_s + 0.05)
 
 
 @pytest.fixture()
@@ -198,11 +198,11 @@ def test_a_failed_flush_keeps_the_events_and_logs_no_detail(client, app_env, cap
         lines = [logger.registered_formatter.format(record) for record in caplog.records]
         assert [line for line in lines if "patient-read events not written" in line], lines
         assert not [line for line in lines if term in line or search_digest(term) in line], lines
-        assert read_log.pending
+        assert runtime.current().read_log.pending
     finally:
         app_env.sql("DROP TRIGGER refuse_audit ON audit_event")
         app_env.sql("DROP FUNCTION refuse_audit()")
-    read_log.retry_at = 0.0  # skip the pause after a failure
+    runtime.current().read_log.retry_at = 0.0  # skip the pause after a failure
     searches = _events(client, app_env, "&action=patient_search&limit=1")
     assert searches[0]["details"]["termDigest"] == search_digest(term)
 

@@ -18,9 +18,10 @@ def _worker(env: dict, key_id: str, counter_key: str, barrier, results) -> None:
         os.environ.update(env)
         from chalicelib.booking.caching import new_cache
         from chalicelib.db import connection as db
+        from chalicelib.lifetimes import declared_freshness
         from chalicelib.settings import get_settings
 
-        cache = new_cache(get_settings())
+        cache = new_cache(get_settings(), declared_freshness())
         counter = redis.Redis.from_url(env["REDIS_URL"])
         cache.begin_request()  # connect the tracking connection, as a request would
         assert cache.l2 is not None and cache.l2.ping()

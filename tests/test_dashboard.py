@@ -82,16 +82,17 @@ def test_dashboard_shows_what_an_operator_needs():
 
 
 def test_dashboard_and_alarms_use_only_emitted_metrics(client, app_env, capfd):
+    from chalicelib import runtime
     from chalicelib.jobs.refresh import refresh_views
-    from chalicelib.observability import cache_metrics
 
     headers = app_env.headers()
-    cache_metrics.flush()
+    container = runtime.current()
+    container.metrics.flush(container.cache)
     capfd.readouterr()
     for _ in range(3):
         for path in ("/api/departments?clientId=1", "/api/doctors?clientId=1"):
             assert client.http.get(path, headers=headers).status_code == 200
-    emitted_values = cache_metrics.flush()
+    emitted_values = container.metrics.flush(container.cache)
     refresh_views()
     emitted = _emitted(capfd.readouterr().out)
     emitted.add(("RefreshFailures", frozenset({"service"})))  # see the module docstring

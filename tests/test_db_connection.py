@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from chalicelib import runtime
 from chalicelib.db import connection as db
 from tests.data_finders import new_patient
 from tests.helpers_servers import free_future_slots
@@ -28,11 +29,11 @@ def _terminate_current_backend(app_env) -> None:
 @pytest.fixture()
 def scratch(app_env):
     app_env.sql("CREATE TABLE conn_scratch (id serial PRIMARY KEY, v text NOT NULL)")
-    db.close_all()
+    runtime.reset()
     try:
         yield
     finally:
-        db.close_all()
+        runtime.reset()
         app_env.sql("DROP TABLE conn_scratch")
 
 
@@ -44,7 +45,7 @@ def test_statements_are_prepared_once_per_connection(app_env, scratch):
     assert db.run(sql, v="y") == [[0]]
     with db.borrowed() as session:
         assert session.prepared(sql) is first
-    db.close_all()
+    runtime.reset()
     assert db.run(sql, v="x") == [[0]]
     with db.borrowed() as session:
         assert session.prepared(sql) is not first  # a new connection prepares anew

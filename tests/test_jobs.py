@@ -409,18 +409,19 @@ def test_local_scheduler_invokes_handler_with_scheduled_event(client, app_env, m
 
 
 def test_api_cache_metrics_are_emitted_as_deltas(client, app_env, capfd):
-    from chalicelib.observability import cache_metrics
+    from chalicelib import runtime
 
     headers = app_env.headers()
-    cache_metrics.flush()
+    container = runtime.current()
+    container.metrics.flush(container.cache)
     capfd.readouterr()
     for _ in range(3):
         client.http.get("/api/departments?clientId=1", headers=headers)
-    emitted = cache_metrics.flush()
+    emitted = container.metrics.flush(container.cache)
     assert emitted["L1Hits"][1] + emitted["L2Hits"][1] + emitted["DbLoads"][1] >= 3
     blob = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith('{"_aws"')][-1]
     assert blob["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "HospitalBooking"
-    assert cache_metrics.flush() == {}  # nothing new since
+    assert container.metrics.flush(container.cache) == {}  # nothing new since
 
 
 def test_request_scope_sets_request_id_and_flushes_on_interval(client, app_env, capfd, log_lines):

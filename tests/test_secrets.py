@@ -182,16 +182,15 @@ def test_rotated_database_credentials_are_read_again_after_a_refusal(secretsmana
     soon as the old ones are refused, without waiting for the secrets cache to expire. The
     rotation goes as Secrets Manager's does: the new value is staged AWSPENDING first and
     becomes AWSCURRENT at the end; only AWSCURRENT is ever used."""
+    from chalicelib import runtime
     from chalicelib.db import connection as db
-    from chalicelib.settings import reset_settings
 
     old = {"username": "hb_rotated_away", "password": "old", "host": _SERVER.host, "port": _SERVER.port,
            "dbname": "postgres"}
     arn = create_secret(secretsmanager, old)
     monkeypatch.setenv("DB_SECRET_ARN", arn)
     monkeypatch.setattr(db, "_last_credentials_refresh", 0.0)
-    reset_settings()
-    db.close_all()
+    runtime.reset()
     try:
         with pytest.raises(db.DatabaseUnavailable):
             db.scalar("SELECT 1")  # no such role: refused; the secret read again is the same, so it stays refused
@@ -208,5 +207,4 @@ def test_rotated_database_credentials_are_read_again_after_a_refusal(secretsmana
         monkeypatch.setattr(db, "_last_credentials_refresh", 0.0)  # the interval has passed
         assert db.scalar("SELECT current_user") == _SERVER.user
     finally:
-        db.close_all()
-        reset_settings()
+        runtime.reset()

@@ -123,9 +123,9 @@ def test_dates_outside_their_window_are_400(client, app_env, query):
 
 
 def test_ten_thousand_distinct_reads_leave_no_immortal_key_and_bounded_tables(client, app_env):
+    from chalicelib import runtime
     from chalicelib.auth import _VERIFIED_MAX, _verified
     from chalicelib.booking.caching import get_cache
-    from chalicelib.web import plans
 
     token = _patient_token(new_patients(app_env.sql, count=1)[0])
     day = _today().isoformat()
@@ -144,6 +144,7 @@ def test_ten_thousand_distinct_reads_leave_no_immortal_key_and_bounded_tables(cl
     assert len(version_ttls) >= 10_000 and all(0 < t <= VERSION_TTL_S for t in version_ttls)
     assert len(cache.coherence.known) <= 2000
     assert cache.l1.entries <= cache.config.l1_max_entries
+    plans = runtime.current().plans
     assert len(plans.plans) <= plans.max_entries
     assert cache.keys.key.cache_info().currsize <= cache.keys.key.cache_info().maxsize
     assert len(_verified) <= _VERIFIED_MAX

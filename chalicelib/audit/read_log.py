@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Optional
 from chalicelib.audit.actor import Actor
 from chalicelib.lazy import lazy_module
 from chalicelib.observability import error_fields, request_scope
-from chalicelib.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from chalicelib.db import connection as db
@@ -51,7 +50,8 @@ class ReadEvent:
 
 
 class ReadLog:
-    """The container's bounded buffer of read events and its flushes."""
+    """A bounded buffer of read events and its flushes (the runtime owns the container's:
+    a new runtime, after a reset or in a copied process, starts with an empty one)."""
 
     def __init__(self, max_age_s: float = 1.0, max_events: int = 1000, capacity: int = 10000) -> None:
         self.max_age_s, self.max_events, self.capacity = max_age_s, max_events, capacity
@@ -59,20 +59,14 @@ class ReadLog:
         self.oldest_at = 0.0
         self.retry_at = 0.0
         self.dropped = 0
-        self.owner: Optional[Settings] = None  # the settings (database) the pending events belong to
         self.lock = threading.Lock()
-
-    def forget_inherited(self) -> None:
-        """In a forked or restored copy of the process: drop the parent's buffered events
-        (the parent writes them; both writing them would record each read twice)."""
-        self.__init__(self.max_age_s, self.max_events, self.capacity)  # type: ignore[misc]
 
     def record(self, event: ReadEvent) -> None:
         """Buffer one read of the current request (dropped and counted when full)."""
         now = time.time()
         with self.lock:
             if not self.pending:
-                self.oldest_at, self.owner = now, get_settings()
+                self.oldest_at = now
             elif len(self.pending) >= self.capacity:
                 self.dropped += 1
                 return
@@ -92,23 +86,22 @@ class ReadLog:
         """Write every buffered event in one INSERT; on failure keep them for a retry
         (a request never fails for it: one WARNING with the count, no event content)."""
         with self.lock:
-            batch, owner, self.pending = self.pending, self.owner, []
+            batch, self.pending = self.pending, []
         if not batch:
             return
         try:
-            if owner is get_settings():  # else reloaded: the events belong to a database no longer used
-                _insert(batch)
+            _insert(batch)
         except Exception as exc:  # noqa: BLE001 - auditing reads must never fail a request
-            self._keep(batch, owner)
+            self._keep(batch)
             log.warning("audit: %d patient-read events not written yet", len(batch), extra=error_fields(exc))
 
-    def _keep(self, batch: list[tuple[ReadEvent, Optional[str], float]], owner: Optional[Settings]) -> None:
+    def _keep(self, batch: list[tuple[ReadEvent, Optional[str], float]]) -> None:
         """Put a failed batch back before newer events (the oldest dropped past capacity)."""
         with self.lock:
             merged = batch + self.pending
             self.dropped += max(0, len(merged) - self.capacity)
             self.pending = merged[-self.capacity:]
-            self.oldest_at, self.owner = self.pending[0][2], owner
+            self.oldest_at = self.pending[0][2]
             self.retry_at = time.time() + RETRY_AFTER_FAILURE_S
 
 
@@ -128,5 +121,3 @@ def _columns(batch: list[tuple[ReadEvent, Optional[str], float]]) -> dict[str, l
             "patients": [e.patient_id for e, _, _ in batch], "requests": [rid for _, rid, _ in batch],
             "details": [e.details for e, _, _ in batch]}
 
-
-read_log = ReadLog()

@@ -29,10 +29,10 @@ passes `primary_fill()`: it reads the primary, never a replica that may lag.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any, Optional
 
+from chalicelib import runtime
 from chalicelib.cache.breaker import CircuitBreaker
 from chalicelib.cache.tickets import Fill
 from chalicelib.db import connection as db
@@ -84,27 +84,9 @@ class ReplicaState:
         self.breaker.failure()
 
 
-_state: Optional[ReplicaState] = None
-_state_lock = threading.Lock()
-
-
 def replica_state() -> ReplicaState:
-    """This process's replica state, made on first use from the settings."""
-    global _state
-    current = _state
-    if current is None:
-        with _state_lock:
-            current = _state
-            if current is None:
-                current = _state = ReplicaState(get_settings().replica_cooldown_s)
-    return current
-
-
-def reset_state() -> None:
-    """Forget the replica's breaker and counts (after the settings changed, in a copied
-    process, in tests)."""
-    global _state
-    _state = None
+    """This container's replica state (the runtime's)."""
+    return runtime.current().replica_state
 
 
 def primary_fill() -> Fill:

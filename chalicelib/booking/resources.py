@@ -205,15 +205,6 @@ PATIENTS = CachedResource(
 RESOURCES: tuple[CachedResource, ...] = (DASHBOARD, APPOINTMENTS, DEPARTMENTS, DOCTORS, SLOTS, PATIENTS)
 
 
-def declared_freshness() -> dict[str, Freshness]:
-    """Each resource's declared lifetimes, by name, the FHIR interface's too (the cache
-    applies a stage's overrides)."""
-    from chalicelib.fhir.bulk import BULK  # the FHIR modules build on this one
-    from chalicelib.fhir.resources import FHIR_RESOURCES
-
-    return {r.name: r.freshness for r in (*RESOURCES, *FHIR_RESOURCES, BULK)}
-
-
 def hot_reads(keys: KeySpace, tenant: int, today: dt.date) -> Iterator[tuple[CacheKey, Loader]]:
     """The pre-warmed (key, loader) pairs of one tenant, built exactly as the routes build them."""
     for resource in RESOURCES:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import threading
 import time
 from typing import Any, Optional
@@ -32,21 +31,6 @@ from chalicelib.cache.stats import COUNTERS
 log = logging.getLogger(__name__)
 
 VERSION = 1
-def _new_id() -> str:
-    return f"{os.getpid()}-{secrets.token_hex(4)}"
-
-
-CONTAINER_ID = _new_id()
-"""This container's id: one per process (a Lambda container is one process), renewed in a
-copy of the process (`start_as_new_container`)."""
-
-
-def start_as_new_container() -> None:
-    """In a forked or restored copy of a process: a new id and publishing counts of its own
-    (its parent, or every other restored copy, keeps publishing under the old id)."""
-    global CONTAINER_ID
-    CONTAINER_ID = _new_id()
-    publisher.__init__()  # type: ignore[misc]  # in place: other modules hold the object
 
 
 def _env_seconds(name: str, default: float, low: float) -> float:
@@ -78,11 +62,11 @@ def snapshot_key(namespace: str, container_id: str) -> str:
 
 
 # -- merging -------------------------------------------------------------------------------
-def container_snapshot(cache: Any) -> dict[str, Any]:
+def container_snapshot(cache: Any, container_id: str) -> dict[str, Any]:
     """This container's snapshot, stamped with its id and the bucket layout."""
     l1 = cache.l1
     snap = cache.stats.snapshot({"entries": l1.entries, "bytes": l1.bytes, "evictions": l1.evictions})
-    snap.update(v=VERSION, layout=histogram.LAYOUT, id=CONTAINER_ID, at=time.time())
+    snap.update(v=VERSION, layout=histogram.LAYOUT, id=container_id, at=time.time())
     return snap
 
 
@@ -114,9 +98,11 @@ def merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
 
 # -- publishing ----------------------------------------------------------------------------
 class Publisher:
-    """Publishes this container's snapshot; counts publishes, skips and errors."""
+    """Publishes the snapshot of the container `container_id`; counts publishes, skips and
+    errors."""
 
-    def __init__(self) -> None:
+    def __init__(self, container_id: str) -> None:
+        self.container_id = container_id
         self.published = 0
         self.skipped = 0
         self.errors = 0
@@ -137,7 +123,7 @@ class Publisher:
         try:
             started = time.perf_counter()
             namespace = cache.keys.namespace
-            snap = container_snapshot(cache)
+            snap = container_snapshot(cache, self.container_id)
             ttl_ms = max(1, int(expiry_s() * 1000))
             now = snap["at"]
             from redis.exceptions import RedisError  # loaded with the cache: not at a cold start
@@ -149,8 +135,8 @@ class Publisher:
                 self.errors += 1
                 self.last_error = type(exc).__name__
                 return False
-            pipe.set(snapshot_key(namespace, CONTAINER_ID), json.dumps(snap, separators=(",", ":")), px=ttl_ms)
-            pipe.zadd(index_key(namespace), {CONTAINER_ID: now})
+            pipe.set(snapshot_key(namespace, self.container_id), json.dumps(snap, separators=(",", ":")), px=ttl_ms)
+            pipe.zadd(index_key(namespace), {self.container_id: now})
             pipe.zremrangebyscore(index_key(namespace), "-inf", now - 10 * ttl_ms / 1000.0)
             pipe.pexpire(index_key(namespace), 10 * ttl_ms)
             try:
@@ -176,8 +162,6 @@ class Publisher:
                 "intervalS": publish_interval_s(), "expiryS": expiry_s()}
 
 
-publisher = Publisher()
-
 
 # -- reading -------------------------------------------------------------------------------
 class FleetRead:
@@ -195,8 +179,8 @@ class FleetRead:
 
 
 def read(cache: Any, own: dict[str, Any]) -> FleetRead:
-    """Every live container's snapshot, this container's live one (`own`) in place of its
-    own published copy, summed. Two round trips (ZRANGE, MGET). Redis trouble is an answer
+    """Every live container's snapshot, this container's live one (`own`, stamped with its
+    id) in place of its own published copy, summed. Two round trips (ZRANGE, MGET). Redis trouble is an answer
     (merged None and the reason), never an exception; an error counts toward the breaker."""
     l2 = getattr(cache, "l2", None)
     if l2 is None:
@@ -208,7 +192,7 @@ def read(cache: Any, own: dict[str, Any]) -> FleetRead:
 
     try:
         ids = [i.decode() for i in l2.client.zrange(index_key(namespace), 0, -1)]
-        others = [i for i in ids if i != CONTAINER_ID]
+        others = [i for i in ids if i != own["id"]]
         raw = l2.client.mget([snapshot_key(namespace, i) for i in others]) if others else []
     except (RedisError, OSError) as exc:
         l2.breaker.failure()

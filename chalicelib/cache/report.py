@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping, Optional, Sequence
 
-from chalicelib.cache import fleet as fleet_state
 from chalicelib.cache import histogram
 from chalicelib.cache.fleet import FleetRead, Publisher
 
@@ -77,7 +76,7 @@ def stats_document(cache: Any, own: Mapping[str, Any], fleet_read: FleetRead, pu
     the database could not be read."""
     redis = _redis_state(cache, fleet_read)
     container = figures(own)
-    container["id"] = fleet_state.CONTAINER_ID
+    container["id"] = publisher.container_id
     container["l2"].update(state=redis["state"], breaker=redis["breaker"], memoryUsedBytes=redis["memoryUsedBytes"])
     container["tracking"] = redis["tracking"]
     container["publish"] = publisher.figures()

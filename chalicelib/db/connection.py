@@ -30,8 +30,9 @@ from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
+from chalicelib import runtime
 from chalicelib.db.errors import DatabaseUnavailable, PoolExhausted, WriteOutcomeUnknown
-from chalicelib.settings import DatabaseSettings, get_settings, reload_settings
+from chalicelib.settings import DatabaseSettings, get_settings
 
 T = TypeVar("T")
 # SQLSTATEs that mean "the server went away" (admin shutdown, crash, cannot connect).
@@ -89,7 +90,7 @@ def connect(settings: DatabaseSettings | None = None, database: str | None = Non
         if not refused or now - _last_credentials_refresh < CREDENTIALS_REFRESH_S:
             raise
         _last_credentials_refresh = now
-        fresh = reload_settings().db
+        fresh = runtime.reload_settings().db
         if (fresh.user, fresh.password, fresh.host, fresh.port) == (
                 current_db.user, current_db.password, current_db.host, current_db.port):
             raise
@@ -264,13 +265,20 @@ class Pool:
         return len(idle)
 
 
-_pool: Pool | None = None
-_pool_lock = threading.Lock()
-_NOT_READ = object()
-_replica: Any = _NOT_READ  # the replica's Pool, None when DATABASE_READ_URL is not set
 # The WAL insert position after a commit, read on the write's own connection (only while a
 # replica is configured): the write's commit position, which the write returns.
 _COMMIT_LSN_SQL = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint"
+
+
+def new_pool(settings: DatabaseSettings) -> Pool:
+    """A pool of primary connections sized by `settings` (the runtime builds the
+    container's own; connections open with the settings current then)."""
+    return Pool(settings.pool_size, settings.pool_wait_ms / 1000.0, _open_session)
+
+
+def new_replica_pool(settings: DatabaseSettings) -> Pool:
+    """A pool of read-replica connections sized by `settings` (DATABASE_READ_URL's)."""
+    return Pool(settings.pool_size, settings.pool_wait_ms / 1000.0, _open_replica_session)
 
 
 def _open_session() -> Session:
@@ -283,19 +291,15 @@ def _open_replica_session() -> Session:
     return Session(_open(settings, None, None), settings.prepared_statements)
 
 
+def pool() -> Pool:
+    """This container's pool of primary connections (the runtime's)."""
+    return runtime.current().primary
+
+
 def replica_pool() -> Pool | None:
-    """This process's pool of read-replica connections, or None when DATABASE_READ_URL is
-    not set (decided on first use; one global read afterwards)."""
-    global _replica
-    current = _replica
-    if current is _NOT_READ:
-        with _pool_lock:
-            if _replica is _NOT_READ:
-                read = get_settings().db_read
-                _replica = None if read is None else Pool(read.pool_size, read.pool_wait_ms / 1000.0,
-                                                          _open_replica_session)
-            current = _replica
-    return current
+    """This container's pool of read-replica connections, or None when DATABASE_READ_URL
+    is not set (the runtime's)."""
+    return runtime.current().replica
 
 
 def _commit_position(session: Session) -> tuple[int | None, bool]:
@@ -322,41 +326,6 @@ def current_wal_lsn() -> int:
     """The primary's WAL insert position now (any connection: read after a commit returned,
     it is at or after that commit)."""
     return int(scalar(_COMMIT_LSN_SQL))
-
-
-def pool() -> Pool:
-    """This process's pool, sized by the settings on first use."""
-    global _pool
-    current = _pool
-    if current is None:
-        with _pool_lock:
-            if _pool is None:
-                db = get_settings().db
-                _pool = Pool(db.pool_size, db.pool_wait_ms / 1000.0, _open_session)
-            current = _pool
-    return current
-
-
-def close_all() -> None:
-    """Close the pool's idle connections and forget the pool (its size and settings are
-    read again on next use): after the settings changed, and in tests."""
-    global _pool, _replica
-    with _pool_lock:
-        current, _pool = _pool, None
-        replica, _replica = _replica, _NOT_READ
-    if current is not None:
-        current.close_idle()
-    if isinstance(replica, Pool):
-        replica.close_idle()
-
-
-def abandon_inherited_pools(keep: list[object]) -> None:
-    """In a forked or restored copy of the process: forget the parent's pools without
-    closing a connection (pg8000 would send Terminate on the parent's socket); they go to
-    `keep`, so no finalizer ever runs. New connections open on next use."""
-    global _pool, _replica, _pool_lock
-    keep.extend(p for p in (_pool, _replica) if isinstance(p, Pool))
-    _pool, _replica, _pool_lock = None, _NOT_READ, threading.Lock()
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import orjson
 from chalice import Response
 
+from chalicelib.audit.read_log import ReadLog
 from chalicelib.auth import OPERATOR, Principal
 from chalicelib.booking import scopes
 from chalicelib.booking.reads import ReadPlan
@@ -175,14 +176,15 @@ def _caller(principal: Optional[Principal], client_id: Optional[int]) -> tuple[i
     return client_id, True, anonymous
 
 
-def serve(cache: TieredCache, principal: Optional[Principal], client_id: Optional[int], file: str,
-          base_url: str, if_none_match: Optional[str]) -> Response:
-    """The manifest (`file` "manifest", its URLs under `base_url`) or one NDJSON file."""
+def serve(cache: TieredCache, audit: ReadLog, principal: Optional[Principal], client_id: Optional[int],
+          file: str, base_url: str, if_none_match: Optional[str]) -> Response:
+    """The manifest (`file` "manifest", its URLs under `base_url`) or one NDJSON file
+    (read through `cache`; `audit` takes the read events of plans that have one)."""
     tenant, public, caller = _caller(principal, client_id)
     today = dt.datetime.fromtimestamp(time.time(), dt.timezone.utc).date()
     query = BulkQuery(clientId=tenant, file=file, public=public, first_day=today - dt.timedelta(days=1))
     plan = ReadPlan(caller, BULK.key(cache.keys, query), cache.policy(BULK.name), BULK.loader(query))
-    answer = versions.conditional(read(cache, plan, None), if_none_match, single=False)
+    answer = versions.conditional(read(cache, plan, None, audit), if_none_match, single=False)
     if answer.status_code != 200:
         return answer
     headers = dict(answer.headers or {})

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from chalice import Chalice, Response
 
-from chalicelib import web
-from chalicelib.booking.caching import get_cache
+from chalicelib import runtime, web
 from chalicelib.chalice_seam import lower_case_headers
 from chalicelib.fhir import outcome, versions
 from chalicelib.fhir.resources import BASE, BY_NAME, FhirResource
@@ -86,7 +85,9 @@ def register(app: Chalice) -> None:
         sent = headers()
         caller = web.principal(sent) if "authorization" in sent else None
         tenant = search.resource_id(client_id, "clientId") if client_id is not None else None
-        return bulk.serve(get_cache(), caller, tenant, file, _base_url(request, sent), sent.get("if-none-match"))
+        current = runtime.current()
+        return bulk.serve(current.cache, current.read_log, caller, tenant, file, _base_url(request, sent),
+                          sent.get("if-none-match"))
 
     def type_level(type: str, **stray: Any) -> Response:  # noqa: A002 - the route's placeholder
         request = web.request()

@@ -52,3 +52,15 @@ def test_lazy_module_binds_the_module_in_place_of_its_stand_in() -> None:
     import quopri
 
     assert namespace["codec"] is quopri and namespace["alias"] is quopri
+
+
+def test_the_runtime_build_is_the_import_boundary_of_its_parts() -> None:
+    """`import app` leaves pg8000, redis-py and the cache out; building the runtime imports
+    them, so a request that finds the runtime built imports none of them."""
+    modules = _modules_after("import os\n"
+                             "os.environ.update(REDIS_DISABLED='1', AUTH_SECRET='x' * 40)\n"
+                             "import app\n"
+                             "from chalicelib import runtime\n"
+                             "runtime.current()")
+    assert {"chalicelib.db.connection", "chalicelib.cache.tiered", "chalicelib.plan_memo"} <= modules
+    assert {"pg8000", "redis"} <= _heavy(modules)

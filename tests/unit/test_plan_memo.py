@@ -1,4 +1,4 @@
-"""The plan memo of cached reads (chalicelib.web.PlanMemo): built once per distinct request,
+"""The plan memo of cached reads (chalicelib.plan_memo.PlanMemo): built once per distinct request,
 re-verified when the token expires, emptied when settings or cache change, bounded, and
 never remembering a refused request."""
 from __future__ import annotations
@@ -8,12 +8,14 @@ from typing import Iterator, Optional
 import pytest
 from chalice.app import Request
 
-from chalicelib import web
+from chalicelib import runtime
 from chalicelib.auth import issue_token
-from chalicelib.booking.caching import get_cache, reset_cache
+from chalicelib.booking.caching import new_cache
 from chalicelib.booking.resources import RESOURCES
 from chalicelib.http import ApiError
-from chalicelib.settings import reset_settings
+from chalicelib.lifetimes import declared_freshness
+from chalicelib.plan_memo import PlanMemo
+from chalicelib.settings import get_settings
 from tests.helpers_servers import patched_environ
 
 SECRET = "unit-secret-not-for-production-0123456789"
@@ -23,11 +25,7 @@ SECRET = "unit-secret-not-for-production-0123456789"
 def offline_app() -> Iterator[None]:
     """Settings with Redis disabled and a known token secret (nothing connects)."""
     with patched_environ({"REDIS_DISABLED": "1", "AUTH_SECRET": SECRET, "CACHE_NAMESPACE": "hbunit"}):
-        reset_settings()
-        reset_cache()
         yield
-    reset_settings()
-    reset_cache()
 
 
 def _request(query: dict[str, str], tenant: int = 1, ttl: int = 3600, token: Optional[str] = None) -> Request:
@@ -40,13 +38,18 @@ def _request(query: dict[str, str], tenant: int = 1, ttl: int = 3600, token: Opt
                     "body": None, "isBase64Encoded": False, "stageVariables": None})
 
 
-def _get(memo: web.PlanMemo, name: str, request: Request):  # type: ignore[no-untyped-def]
-    resource = next(r for r in RESOURCES if r.name == name)
-    return memo.get(resource, request, dict(request.headers.items()), get_cache())
+def plan_resource(name: str):  # type: ignore[no-untyped-def]
+    return next(r for r in RESOURCES if r.name == name)
+
+
+def _get(memo: PlanMemo, name: str, request: Request):  # type: ignore[no-untyped-def]
+    resource = plan_resource(name)
+    container = runtime.current()
+    return memo.get(resource, request, dict(request.headers.items()), container.cache, container.settings)
 
 
 def test_same_request_reuses_the_plan() -> None:
-    memo = web.PlanMemo()
+    memo = PlanMemo()
     request = _request({"clientId": "1"})
     first = _get(memo, "departments", request)
     assert _get(memo, "departments", request) is first
@@ -54,7 +57,7 @@ def test_same_request_reuses_the_plan() -> None:
 
 
 def test_other_query_or_route_builds_another_plan() -> None:
-    memo = web.PlanMemo()
+    memo = PlanMemo()
     request = _request({"clientId": "1"})
     plan = _get(memo, "departments", request)
     assert _get(memo, "doctors", request) is not plan
@@ -62,7 +65,7 @@ def test_other_query_or_route_builds_another_plan() -> None:
 
 
 def test_expired_token_is_verified_again() -> None:
-    memo = web.PlanMemo()
+    memo = PlanMemo()
     request = _request({"clientId": "1"}, ttl=3600)
     plan = _get(memo, "departments", request)
     plan.expires_at = 0.0  # as if the token's exp had passed
@@ -70,7 +73,7 @@ def test_expired_token_is_verified_again() -> None:
 
 
 def test_refused_request_is_not_remembered() -> None:
-    memo = web.PlanMemo()
+    memo = PlanMemo()
     with pytest.raises(ApiError) as refused:
         _get(memo, "departments", _request({"clientId": "2"}, tenant=1))
     assert refused.value.status == 403
@@ -78,16 +81,26 @@ def test_refused_request_is_not_remembered() -> None:
 
 
 def test_new_cache_empties_the_memo() -> None:
-    memo = web.PlanMemo()
+    memo = PlanMemo()
     request = _request({"clientId": "1"})
     plan = _get(memo, "departments", request)
-    reset_cache()
+    other = memo.get(plan_resource("departments"), request, dict(request.headers.items()),
+                     new_cache(get_settings(), declared_freshness()), get_settings())
+    assert other is not plan
+    assert len(memo.plans) == 1
+
+
+def test_new_settings_empty_the_memo() -> None:
+    memo = PlanMemo()
+    request = _request({"clientId": "1"})
+    plan = _get(memo, "departments", request)
+    runtime.reload_settings()  # rotated credentials: the settings are read again
     assert _get(memo, "departments", request) is not plan
     assert len(memo.plans) == 1
 
 
 def test_bounded() -> None:
-    memo = web.PlanMemo(max_entries=2)
+    memo = PlanMemo(max_entries=2)
     for ttl in (60, 61, 62):  # three tokens: three distinct Authorization headers
         _get(memo, "departments", _request({"clientId": "1"}, ttl=ttl))
     assert len(memo.plans) <= 2

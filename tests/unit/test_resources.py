@@ -15,6 +15,7 @@ from chalicelib.cache.keys import KeySpace
 from chalicelib.cache.policies import policies_from
 from chalicelib.cache.tiered import TieredCache
 from chalicelib.http import ApiError
+from chalicelib.lifetimes import declared_freshness
 from chalicelib.settings import CacheSettings, SettingsError, load_settings
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "caching.md"
@@ -23,7 +24,7 @@ SECRET = "s" * 40
 
 def _offline_cache(**env: str) -> TieredCache:
     settings = load_settings({"REDIS_DISABLED": "1", "AUTH_SECRET": SECRET, **env})
-    return TieredCache(settings, resources.declared_freshness())
+    return TieredCache(settings, declared_freshness())
 
 
 def _caller(role: str = "staff", tenant: int = 1, patient_id: int | None = None) -> Principal:
@@ -48,7 +49,7 @@ def test_overrides_apply_by_name_and_a_typo_is_refused() -> None:
     assert cache.policy("dashboard").stale_s == 9.0 and not cache.policy("dashboard").critical
     assert cache.policy("departments").fresh_s == resources.DEPARTMENTS.freshness.fresh_s
     with pytest.raises(ValueError, match=r"SLOT \(cached resources: APPOINTMENTS, DASHBOARD"):
-        policies_from(resources.declared_freshness(), CacheSettings(fresh_overrides={"slot": 5.0}))
+        policies_from(declared_freshness(), CacheSettings(fresh_overrides={"slot": 5.0}))
     with pytest.raises(SettingsError, match="CACHE_TTL_SLOTS=soon: must be a number of seconds"):
         load_settings({"CACHE_TTL_SLOTS": "soon"})
 
@@ -92,5 +93,5 @@ def test_a_stale_life_of_a_week_or_more_is_refused() -> None:
     from chalicelib.cache.keys import VERSION_TTL_S
 
     with pytest.raises(ValueError, match="CACHE_STALE_DEPARTMENTS must be shorter than"):
-        policies_from(resources.declared_freshness(), CacheSettings(stale_overrides={"departments": VERSION_TTL_S}))
-    policies_from(resources.declared_freshness(), CacheSettings(stale_overrides={"departments": VERSION_TTL_S - 1}))
+        policies_from(declared_freshness(), CacheSettings(stale_overrides={"departments": VERSION_TTL_S}))
+    policies_from(declared_freshness(), CacheSettings(stale_overrides={"departments": VERSION_TTL_S - 1}))
