@@ -60,7 +60,7 @@ if ! grep -qxF "$stamp" "$wheelhouse/.stamps" 2>/dev/null; then
     --python-version "$python_version"
   echo "$stamp" >> "$wheelhouse/.stamps"
 fi
-# --no-deps: the requirements files are complete locks (tests/test_requirements.py); this
+# --no-deps: the requirements files are complete locks (tests/unit/test_requirements.py); this
 # keeps botocore, which aws-xray-sdk asks for and the Lambda runtime has, out of the zip.
 export PIP_NO_INDEX=1 PIP_FIND_LINKS="$wheelhouse" PIP_NO_DEPS=1
 

@@ -5,7 +5,7 @@
 #
 #   tools/calendar_check.sh                  # 7 days from today (UTC date)
 #   CAL_START=2026-12-05 CAL_DAYS=3 tools/calendar_check.sh
-#   CAL_FILES="tests/test_seed.py" tools/calendar_check.sh
+#   CAL_FILES="tests/integration/test_seed.py" tools/calendar_check.sh
 #
 # Each day's clock is a fixed offset from the real one (FAKETIME="+N" seconds), so every
 # process sees the same fake "now" and time keeps running. Redis stays the shared real one
@@ -28,12 +28,13 @@ export AUTH_SECRET=${AUTH_SECRET:-calendar-check-$(od -An -N16 -tx1 /dev/urandom
 # free slots "3 hours from now". Not here: tests that never look at dates or the seeded
 # calendar (auth, bad input on queries only, cache envelope/memory/stampede, secrets,
 # monitor, package) and the refresh-under-load timing test, whose data is relative anyway.
-DEFAULT_FILES="tests/test_api_routes.py tests/test_booking_concurrency.py tests/test_smoke_api.py
-tests/test_bad_input.py tests/test_jobs.py tests/test_seed.py tests/test_slots_job.py tests/test_cache_tiers.py
-tests/test_cache_db_down.py tests/test_cache_redis_down.py tests/test_cache_two_processes.py
-tests/test_db_connection.py"
+DEFAULT_FILES="tests/integration/test_api_routes.py tests/integration/test_smoke_api.py
+tests/integration/test_bad_input.py tests/integration/test_seed.py tests/integration/test_slots_job.py
+tests/integration/test_cache_tiers.py tests/integration/test_cache_db_down.py tests/integration/test_db_connection.py
+tests/e2e/test_booking_concurrency.py tests/e2e/test_jobs.py tests/e2e/test_cache_redis_down.py
+tests/e2e/test_cache_two_processes.py"
 read -r -a FILES <<< "$(echo ${CAL_FILES:-$DEFAULT_FILES})"
-DESELECT=(--deselect tests/test_jobs.py::test_readers_do_not_wait_during_refresh)
+DESELECT=(--deselect tests/e2e/test_jobs.py::test_readers_do_not_wait_during_refresh)
 
 # Local time of day and zone per day (cycled): the small seed's tenant zones, just before
 # and after a local midnight, one run that crosses a midnight while it runs, the seed's

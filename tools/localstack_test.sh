@@ -25,7 +25,7 @@ INSTALL_LOG="$LOCAL/localstack-install.log"
 PY="$ROOT/.venv/bin/python"
 PORT=4566
 READY_TIMEOUT_S=60
-AWS_TEST_FILES=(tests/test_secrets.py tests/test_aws_services.py)
+AWS_TEST_FILES=(tests/e2e/test_secrets.py tests/e2e/test_aws_services.py)
 PINS=("localstack-core[runtime]==4.13.1" "cbor2<6" "pyopenssl>=25,<26" "cryptography>=45.0.7,<47"
       "service-identity")
 STAMP="$LS_VENV/.installed"

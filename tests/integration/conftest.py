@@ -1,5 +1,6 @@
-"""Integration tests of the cache against the real Redis of REDIS_URL (no PostgreSQL: the
-loaders here are plain functions)."""
+"""Fixtures for the cache's integration tests against the real Redis of REDIS_URL (no
+PostgreSQL: the loaders here are plain functions). The integration tests that need
+PostgreSQL too use tests/conftest.py's `app_env`, `client` and `fresh_db`."""
 from __future__ import annotations
 
 import dataclasses

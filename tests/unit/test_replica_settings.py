@@ -1,5 +1,5 @@
 """DATABASE_READ_URL without servers: settings from the environment and from secrets, and
-tickets. (Where a loader reads is tested on a real streaming replica: tests/test_db_replica.py.)"""
+tickets. (Where a loader reads is tested on a real streaming replica: tests/e2e/test_db_replica.py.)"""
 from __future__ import annotations
 
 import pytest

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import database_connection
 from tests.data_finders import free_slot_in_upcoming_week, new_patient, wait_clear_of_local_midnight
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIG_TENANT = 900
 
 

@@ -26,7 +26,7 @@ import pytest
 from support.ports import free_port
 from tests.helpers_servers import ApiServer, database_proxy_env, running_servers
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 OUTPUT_DIR = PROJECT_DIR / "test-output"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -18,7 +18,7 @@ ATTEMPTS = 50
 # so by default 5 processes make 10 attempts each (all 50 race across processes; within a
 # process the 10 are sequential). HB_BOOKING_PROCESSES=50 runs one attempt per process.
 PROCESSES = int(os.environ.get("HB_BOOKING_PROCESSES", "5"))
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JSON = {"Content-Type": "application/json"}
 _used_slots: set[int] = set()
 

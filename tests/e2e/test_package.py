@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from cfnlint.api import lint_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ("APIHandler", "RefreshViews", "ExtendSlots")
 DB_SECRET = {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}
 APP_DB_SECRET = {"Ref": "DbAppSecret"}
@@ -184,7 +184,7 @@ def test_alarms(template: dict[str, Any]) -> None:
         assert stat["Metric"]["Dimensions"] == [{"Name": "service", "Value": "hospital-booking"}]
         assert props["AlarmActions"] == props["OKActions"] == [{"Ref": "AlarmTopic"}]
     (dashboard,) = resources(template, "AWS::CloudWatch::Dashboard").values()
-    assert "Fn::Sub" in dashboard["Properties"]["DashboardBody"]  # widgets: tests/test_dashboard.py
+    assert "Fn::Sub" in dashboard["Properties"]["DashboardBody"]  # widgets: tests/integration/test_dashboard.py
 
     hit_rate = alarms["CacheHitRateAlarm"]["Properties"]
     metrics = {m["Id"]: m for m in hit_rate["Metrics"]}

@@ -220,7 +220,7 @@ def test_operator_reads_fleet_statistics_but_no_tenant_data(client, app_env):
 def test_the_deployment_template_throttles_the_api_stage() -> None:
     from pathlib import Path
 
-    template = json.loads((Path(__file__).resolve().parent.parent / "infra" / "resources.json").read_text())
+    template = json.loads((Path(__file__).resolve().parents[2] / "infra" / "resources.json").read_text())
     settings, = template["Resources"]["RestAPI"]["Properties"]["MethodSettings"]
     assert settings["ResourcePath"] == "/*" and settings["HttpMethod"] == "*"
     for limit, parameter in (("ThrottlingRateLimit", "ApiThrottleRateLimit"),

@@ -1,8 +1,8 @@
 """The CloudWatch dashboard and alarms of infra/resources.json refer only to EMF metrics
 the app really prints, with the same dimension set: the cache deltas (CacheMetrics.flush,
 after real requests) and the refresh job's metrics (a real refresh). RefreshFailures is
-printed only by a failed refresh: tests/test_jobs.py::test_failed_refresh_is_recorded.
-The packaged template is linted and checked in tests/test_package.py."""
+printed only by a failed refresh: tests/e2e/test_jobs.py::test_failed_refresh_is_recorded.
+The packaged template is linted and checked in tests/e2e/test_package.py."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "HospitalBooking"
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from tests.conftest import AppEnv
 from tests.data_finders import days_with_free_slots, new_patient
+from tests.e2e.test_fhir import FHIR_JSON, call, model
 from tests.helpers_servers import ApiServer, running_servers
-from tests.test_fhir import FHIR_JSON, call, model
 
 MANIFEST = "/fhir/R4/$bulk-publish"
 EXTENSIONS = "http://fhir-registry.smarthealthit.org/StructureDefinition/"

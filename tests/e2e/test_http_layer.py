@@ -127,7 +127,7 @@ def test_chalice_test_client_options_is_405_with_allow(lambda_app: Chalice, path
 
 def test_options_is_not_one_of_a_routes_methods(lambda_app: Chalice) -> None:
     """The 405 view for OPTIONS is found by lookup, never listed: not in Allow, not in the
-    deployed API (tests/test_gateway_responses.py)."""
+    deployed API (tests/integration/test_gateway_responses.py)."""
     for path, methods in lambda_app.routes.items():
         assert "OPTIONS" not in list(methods) and "OPTIONS" in methods, path
     assert "OPTIONS" not in RouteMethods()  # a path without views has no OPTIONS either

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import AppEnv
+from tests.e2e.test_fhir import FHIR_JSON, model
 from tests.helpers_servers import ApiServer, running_servers
-from tests.test_fhir import FHIR_JSON, model
 
 TYPES = ("Practitioner", "HealthcareService", "Schedule", "Slot", "Appointment", "Patient", "Observation",
          "$bulk-publish", "metadata", "_history", "")

@@ -1,5 +1,5 @@
 """When X-Ray tracing is on (chalicelib/observability.py): only in Lambda, only when the
-stage asks for it with TRACING=1. The zips themselves are run in tests/test_package.py."""
+stage asks for it with TRACING=1. The zips themselves are run in tests/e2e/test_package.py."""
 from __future__ import annotations
 
 import pytest

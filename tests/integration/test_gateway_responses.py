@@ -22,7 +22,7 @@ import pytest
 
 from chalicelib.http_errors import describe
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Every GatewayResponse ResponseType CloudFormation accepts.
 RESPONSE_TYPES = frozenset({
@@ -59,7 +59,7 @@ def gateway_responses() -> dict[str, dict[str, Any]]:
     template = json.loads((ROOT / "infra" / "resources.json").read_text())
     rest_api = template["Resources"]["RestAPI"]
     # Merged into the RestAPI Chalice generates: no Type of its own, only properties (the
-    # gateway responses, and the stage's throttling: tests/test_security_round_two.py).
+    # gateway responses, and the stage's throttling: tests/integration/test_security_round_two.py).
     assert set(rest_api) == {"Properties"}
     assert set(rest_api["Properties"]) == {"GatewayResponses", "MethodSettings"}
     return rest_api["Properties"]["GatewayResponses"]

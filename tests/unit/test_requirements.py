@@ -26,7 +26,7 @@ import pytest
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_CODE = ("app.py", "chalicelib")
 TOOLING_CODE = ("tests", "bench", "tools", "infra", "support")
 # Lambda's Python runtime has these (the app reads secrets through boto3; aws-xray-sdk needs
@@ -34,7 +34,7 @@ TOOLING_CODE = ("tests", "bench", "tools", "infra", "support")
 LAMBDA_PROVIDED = {"boto3", "botocore"}
 # Declared for a tool rather than an import: name -> why.
 TOOLS = {
-    "cfn-lint": "infra/package.sh runs the cfn-lint command (tests/test_package.py imports it too)",
+    "cfn-lint": "infra/package.sh runs the cfn-lint command (tests/e2e/test_package.py imports it too)",
     "chalice": "the chalice command packages the app (and app.py imports it)",
     "schemathesis": "property-based API testing against /api/openapi.json, asked for by a developer",
     "ruff": "`make lint` (and .ci/run) runs the ruff command",

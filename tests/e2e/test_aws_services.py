@@ -4,7 +4,7 @@ moto's server in `make test`, real LocalStack under `tools/localstack_test.sh` (
 tests/helpers_aws.py). The rules are the ones `chalice package` makes from app.py's
 schedules; the alarms are infra/resources.json's, fed with the EMF lines the app prints
 (in AWS, CloudWatch Logs turns those lines into metrics; here the test does, as the EMF
-specification says). The scheduled handlers themselves are tested in tests/test_jobs.py.
+specification says). The scheduled handlers themselves are tested in tests/e2e/test_jobs.py.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from app import app
 from chalicelib.observability import emit_metrics
 from tests.helpers_aws import CREDENTIALS, aws_client, aws_endpoint  # noqa: F401  (aws_endpoint: a fixture)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
 UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 # README: the dashboard is fresh within the refresh interval (1 min) + 30 s; the slot job

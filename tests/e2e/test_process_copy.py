@@ -13,7 +13,7 @@ import textwrap
 from tests.conftest import AppEnv
 from tests.data_finders import new_doctor_slots, new_patients
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Runs in its own process: serve, fork twice, serve in all three at once, report.
 SCRIPT = textwrap.dedent('''

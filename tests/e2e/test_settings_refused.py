@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from chalicelib.settings import SettingsError, load_settings
+from tests.e2e.test_http_layer import assert_error_shape
 from tests.helpers_servers import PROJECT_DIR, patched_environ
-from tests.test_http_layer import assert_error_shape
 
 SHORT_SECRET = "short-secret-VALUE-xyz"
 DB_PASSWORD = "db-PASSWORD-never-shown"
@@ -134,7 +134,7 @@ def test_an_unset_secret_refuses_authenticated_routes_only(client: Any, app_env:
 LAMBDA_PROBE = """
 import json, sys, types
 import app
-from tests.test_http_layer import api_event
+from tests.e2e.test_http_layer import api_event
 
 context = types.SimpleNamespace(aws_request_id="probe", function_name="hospital-booking-dev")
 answers = [app.app(api_event("GET", path, query=query), context)
