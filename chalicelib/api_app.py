@@ -17,7 +17,7 @@ and Allow, without listing OPTIONS among the path's methods (Allow, the deployed
 
 `__call__` is Chalice 1.34.0's own `Chalice.__call__` (the same four statements) plus that
 comparison, rather than a wrapper around it: calling through `super()` would add ~0.17 us
-to every request, about 1% of an L1 hit through the handler. tests/test_http_layer.py
+to every request, about 1% of an L1 hit through the handler. tests/e2e/test_http_layer.py
 checks that Chalice's method still is those statements.
 """
 from __future__ import annotations

@@ -7,7 +7,7 @@ its own thread and runs the schedules in another: two first uses at once would i
 same modules from two threads, and when their imports cross, Python hands one thread a
 half-initialized module ("cannot import name ... from partially initialized module") or
 raises `_DeadlockError`. After `import_request_and_job_modules()` no request or job of
-that process imports anything (tests/test_startup.py checks `sys.modules`).
+that process imports anything (tests/e2e/test_startup.py checks `sys.modules`).
 """
 from __future__ import annotations
 
