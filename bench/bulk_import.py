@@ -12,6 +12,7 @@ import time
 
 from bench import common
 from chalicelib import runtime
+from support import databases
 
 DATABASE = "hb_bench_bulk"
 PATIENTS = 1000
@@ -37,7 +38,7 @@ def _timed_imports(app: object, token: str, prefixes: list[str]) -> list[float]:
 
 
 def main() -> None:
-    common._create(DATABASE, drop=True)
+    databases.create_named(DATABASE, replace=True)
     conn = common.connect(DATABASE)
     conn.run("INSERT INTO tenant (id, name, time_zone) VALUES (1, 'Bench', 'Europe/Berlin')")
     conn.close()

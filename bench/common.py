@@ -8,27 +8,12 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from typing import Any, Callable, Iterator, Optional
 
-import pg8000.native
-
 from chalicelib import runtime
-from chalicelib.db.connection import connection_arguments
-from chalicelib.settings import DatabaseSettings, parse_database_url
+from support import databases, namespaces
 
-
-def _server_from_env() -> DatabaseSettings:
-    """Which PostgreSQL server to use: DATABASE_URL's (as `make` sets it; a TCP address or a
-    Unix socket directory), else 127.0.0.1:5432 as postgres. Only the server is taken; the
-    bench makes its own databases there."""
-    parsed = parse_database_url(os.environ["DATABASE_URL"]) if os.environ.get("DATABASE_URL") else {}
-    server = {k: parsed[k] for k in ("user", "host", "port", "password") if k in parsed}
-    return DatabaseSettings(**server)  # type: ignore[arg-type]
-
-
-PG = _server_from_env()
-REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+REDIS_URL = namespaces.redis_url()
 AUTH_SECRET = "bench-secret-not-for-production-0123456789"
 SMALL_DB = "hb_bench_small"
 LARGE_DB = "hb_bench_large"
@@ -42,14 +27,11 @@ T0 = time.monotonic()
 def server_of(url: str) -> Iterator[None]:
     """Within the block, the bench's PostgreSQL server is `url`'s (for this process and the
     processes it starts); the previous one afterwards."""
-    global PG
-    before, saved = PG, os.environ.get("DATABASE_URL")
+    saved = os.environ.get("DATABASE_URL")
     os.environ["DATABASE_URL"] = url
-    PG = _server_from_env()
     try:
         yield
     finally:
-        PG = before
         if saved is None:
             os.environ.pop("DATABASE_URL", None)
         else:
@@ -77,44 +59,10 @@ def say(message: str) -> None:
     print(f"[bench {time.monotonic() - T0:6.1f}s] {message}", flush=True)
 
 
-def connect(database: str, **extra: Any) -> pg8000.native.Connection:
-    """A plain pg8000 connection without socket timeout (seeding takes minutes)."""
-    return pg8000.native.Connection(database=database, startup_params={"TimeZone": "UTC"},
-                                    **connection_arguments(PG), **extra)
-
-
-def database_url(database: str) -> str:
-    return PG.with_database(database).url
-
-
-def _exists(name: str) -> bool:
-    admin = connect("postgres")
-    try:
-        return bool(admin.run("SELECT 1 FROM pg_database WHERE datname = :n", n=name))
-    finally:
-        admin.close()
-
-
-def _create(name: str, drop: bool) -> None:
-    from chalicelib.db import migrate
-
-    admin = connect("postgres")
-    try:
-        if drop:
-            migrate.drop_database(admin, name)
-        migrate.create_migrated(admin, name, connect)
-    finally:
-        admin.close()
-
-
-def drop_database(name: str) -> None:
-    from chalicelib.db import migrate
-
-    admin = connect("postgres")
-    try:
-        migrate.drop_database(admin, name)
-    finally:
-        admin.close()
+connect = databases.connect
+database_url = databases.database_url
+drop_database = databases.drop_database
+delete_namespace = namespaces.delete_namespace
 
 
 def ensure_small(name: str = SMALL_DB) -> str:
@@ -122,7 +70,7 @@ def ensure_small(name: str = SMALL_DB) -> str:
     from chalicelib.db.seed import seed
 
     started = time.monotonic()
-    _create(name, drop=True)
+    databases.create_named(name, replace=True)
     conn = connect(name)
     try:
         seed(conn, size="small", seed=1)
@@ -136,7 +84,7 @@ def ensure_small(name: str = SMALL_DB) -> str:
 def large_counts() -> Optional[tuple[int, int]]:
     """(tenants, appointments) of the large database, or None if it does not exist
     (appointments 0 when the data is too old to use)."""
-    if not _exists(LARGE_DB):
+    if not databases.exists(LARGE_DB):
         return None
     conn = connect(LARGE_DB)
     try:
@@ -165,7 +113,7 @@ def ensure_large() -> dict[str, Any]:
         return {"database": LARGE_DB, "reused": True, "seed_s": 0.0, "appointments": counts[1]}
     say(f"seeding {LARGE_DB} (size large; takes minutes, done once and reused)")
     started = time.monotonic()
-    _create(LARGE_DB, drop=True)
+    databases.create_named(LARGE_DB, replace=True)
     conn = connect(LARGE_DB)
     try:
         result = seed(conn, size="large", seed=1, force=True, progress=lambda line: say("  seed " + line))
@@ -185,21 +133,13 @@ def use_database(database: str, namespace: str) -> None:
 
 
 def new_namespace() -> str:
-    return f"hbbench{uuid.uuid4().hex[:8]}"
+    return namespaces.new_namespace("hbbench")
 
 
 def redis_client():  # type: ignore[no-untyped-def]
     import redis
 
     return redis.Redis.from_url(REDIS_URL)
-
-
-def delete_namespace(namespace: str) -> int:
-    client = redis_client()
-    keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
-    for i in range(0, len(keys), 500):
-        client.delete(*keys[i:i + 500])
-    return len(keys)
 
 
 def token(tenant: int, role: str = "admin") -> str:

@@ -302,6 +302,15 @@ def _database(reader: EnvReader) -> DatabaseSettings:
     })
 
 
+def database_settings(env: Mapping[str, str]) -> DatabaseSettings:
+    """The database settings of `env` alone (tools that make databases on the server need
+    no other setting); SettingsError when they are refused."""
+    reader = EnvReader(env)
+    settings = _database(reader)
+    reader.check()
+    return settings
+
+
 def _read_replica(reader: EnvReader, primary: DatabaseSettings) -> DatabaseSettings | None:
     """DATABASE_READ_URL over the primary's settings (None when unset)."""
     if reader.text("DATABASE_READ_URL") is None:

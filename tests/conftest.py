@@ -6,56 +6,29 @@ which falls back to embedded servers when nothing is configured).
 from __future__ import annotations
 
 import os
-import uuid
 from typing import Iterator
 
 import pg8000.native
 import pytest
 
-from chalicelib.db import migrate
-from chalicelib.db.connection import connection_arguments
-from chalicelib.settings import DatabaseSettings, load_settings
+from chalicelib.settings import DatabaseSettings
+from support import databases, namespaces
+from support.databases import create_database, database_url, drop_database
 
 TEST_AUTH_SECRET = "test-secret-not-for-production-0123456789"
 
 
 def admin_settings() -> DatabaseSettings:
-    """Settings for the server's maintenance database (where CREATE DATABASE runs): the
-    server of DATABASE_URL (a TCP address or a Unix socket directory)."""
-    return load_settings().db.with_database("postgres")
+    """Settings for the server's maintenance database (support/databases.py)."""
+    return databases.server()
 
 
 def admin_connection() -> pg8000.native.Connection:
-    s = admin_settings()
-    return pg8000.native.Connection(**connection_arguments(s), database=s.database)
-
-
-def create_database(prefix: str = "hb_test") -> str:
-    """Create an empty, migrated database and return its name."""
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = admin_connection()
-    try:
-        migrate.create_migrated(admin, name, database_connection)
-    finally:
-        admin.close()
-    return name
-
-
-def drop_database(name: str) -> None:
-    admin = admin_connection()
-    try:
-        migrate.drop_database(admin, name)
-    finally:
-        admin.close()
+    return databases.connect("postgres")
 
 
 def database_connection(name: str) -> pg8000.native.Connection:
-    return pg8000.native.Connection(**connection_arguments(admin_settings()), database=name,
-                                    startup_params={"TimeZone": "UTC"})
-
-
-def database_url(name: str) -> str:
-    return admin_settings().with_database(name).url
+    return databases.connect(name)
 
 
 @pytest.fixture()
@@ -92,8 +65,7 @@ class AppEnv:
             "AUTH_SECRET": TEST_AUTH_SECRET,
             "CACHE_NAMESPACE": namespace,
         }
-        redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-        self.env["REDIS_URL"] = redis_url
+        self.env["REDIS_URL"] = namespaces.redis_url()
 
     def token(self, tenant: int = 1, role: str = "admin", patient_id: int | None = None, ttl: int = 3600) -> str:
         from chalicelib.auth import issue_token
@@ -118,25 +90,14 @@ def app_env() -> Iterator[AppEnv]:
     from tests.helpers_servers import patched_environ
 
     name = seeded_database()
-    env = AppEnv(name, f"hbt{uuid.uuid4().hex[:10]}")
+    env = AppEnv(name, namespaces.new_namespace("hbt"))
     try:
         with patched_environ(env.env):
             yield env
     finally:
         drop_database(name)
-        _delete_namespace(env.namespace)
+        namespaces.delete_namespace(env.namespace)
 
-
-def _delete_namespace(namespace: str) -> None:
-    import redis
-
-    try:
-        client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-        keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    except redis.RedisError:
-        pass
 
 
 @pytest.fixture(scope="module")

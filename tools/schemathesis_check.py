@@ -5,7 +5,7 @@ on a free port with `python -m chalicelib.cli serve`, and runs `schemathesis run
 /api/openapi.json with a staff token of tenant 1 for a bounded time. The checks: no 5xx,
 status codes, content types, headers and bodies as the document says, authentication not
 ignored, undocumented methods refused. Exits with schemathesis's status; the database is
-dropped and the server stopped whatever happens.
+dropped, the Redis namespace emptied and the server stopped whatever happens.
 
 Usage: .venv/bin/python tools/schemathesis_check.py [--max-time SECONDS] [--seed N]
 (run with the settings of tools/localenv.py: `eval "$(.venv/bin/python tools/localenv.py)"`).
@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chalicelib.settings import load_settings  # noqa: E402
+from support.databases import database_url, drop_database  # noqa: E402
+from support.namespaces import delete_namespace, new_namespace  # noqa: E402
 from support.ports import free_port, wait_until_answering  # noqa: E402
 
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
@@ -36,16 +37,6 @@ def _cli(env: dict[str, str], *args: str) -> str:
     return done.stdout.strip()
 
 
-def _drop(env: dict[str, str], database: str) -> None:
-    from chalicelib.db import connection, migrate
-
-    admin = connection.connect(load_settings(env).db.with_database("postgres"))
-    try:
-        migrate.drop_database(admin, database)
-    finally:
-        admin.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Set up, serve, fuzz, tear down; returns schemathesis's exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -54,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     database = f"hb_schemathesis_{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "DATABASE_URL": load_settings().db.with_database(database).url,
-           "CACHE_NAMESPACE": f"hb-fuzz-{uuid.uuid4().hex[:6]}", "PYTHONUNBUFFERED": "1",
+    namespace = new_namespace("hb-fuzz-")
+    env = {**os.environ, "DATABASE_URL": database_url(database), "CACHE_NAMESPACE": namespace, "PYTHONUNBUFFERED": "1",
            "LOCAL_REFRESH_INTERVAL": "3600"}
     port = free_port()
     server = None
@@ -85,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None and server.poll() is None:
             os.killpg(server.pid, 15)
             server.wait(timeout=10)
-        _drop(env, database)
+        drop_database(database)
+        delete_namespace(namespace)
 
 
 if __name__ == "__main__":

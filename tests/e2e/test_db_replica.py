@@ -15,7 +15,6 @@ import json
 import os
 import re
 import time
-import uuid
 from typing import Any, Iterator
 
 import pytest
@@ -23,8 +22,9 @@ import redis
 
 from chalicelib.auth import issue_token
 from chalicelib.cache.entry import Entry
+from support.namespaces import delete_namespace, new_namespace
 from support.replica import PrimaryAndReplica
-from tests.conftest import TEST_AUTH_SECRET, _delete_namespace
+from tests.conftest import TEST_AUTH_SECRET
 from tests.data_finders import new_patients
 from tests.helpers_servers import KeepAlive, running_servers
 
@@ -47,11 +47,11 @@ def pair() -> Iterator[PrimaryAndReplica]:
 @pytest.fixture(scope="module")
 def env(pair: PrimaryAndReplica) -> Iterator[dict[str, str]]:
     assert pair.primary is not None and pair.replica is not None
-    namespace = f"hbr{uuid.uuid4().hex[:10]}"
+    namespace = new_namespace("hbr")
     yield {"DATABASE_URL": pair.primary.url(), "DATABASE_READ_URL": pair.replica.url(),
            "REDIS_URL": REDIS_URL, "AUTH_SECRET": TEST_AUTH_SECRET, "CACHE_NAMESPACE": namespace,
            "DB_REPLICA_WAIT_MS": str(WAIT_MS), "DB_REPLICA_COOLDOWN": "1"}
-    _delete_namespace(namespace)
+    delete_namespace(namespace)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ import pytest
 
 from chalicelib.db import migrate
 from chalicelib.db.connection import connection_arguments
-from tests.conftest import AppEnv, _delete_namespace, admin_connection, admin_settings, drop_database, seeded_database
+from support.namespaces import delete_namespace, new_namespace
+from tests.conftest import AppEnv, admin_connection, admin_settings, drop_database, seeded_database
 from tests.data_finders import new_patient
 from tests.helpers_servers import free_future_slots, patched_environ
 
@@ -59,14 +60,14 @@ def app_env() -> Iterator[AppRoleEnv]:
     login, password = f"hb_app_test_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
     _run_once(admin_connection(), f"CREATE ROLE {pg8000.native.identifier(login)} LOGIN"
                                   f" PASSWORD {pg8000.native.literal(password)} IN ROLE hb_app")
-    env = AppRoleEnv(name, f"hbt{uuid.uuid4().hex[:10]}", login, password)
+    env = AppRoleEnv(name, new_namespace("hbt"), login, password)
     try:
         with patched_environ(env.env):
             yield env
     finally:
         drop_database(name)
         _run_once(admin_connection(), f"DROP ROLE {pg8000.native.identifier(login)}")
-        _delete_namespace(env.namespace)
+        delete_namespace(env.namespace)
 
 
 def _refused(env: AppRoleEnv, statement: str) -> str:
