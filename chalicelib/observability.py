@@ -200,7 +200,6 @@ class CacheMetrics:
         return values
 
 
-
 def _publish_interval() -> float:
     from chalicelib.cache.fleet import publish_interval_s
 
