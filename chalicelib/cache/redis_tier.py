@@ -192,7 +192,7 @@ class RedisTier:
     def fetch(self, version_keys: Sequence[str], body_key: str) -> Optional[list[Optional[bytes]]]:
         """One MGET of the version keys and the body; None when Redis is unavailable."""
         got = self._call(lambda: self.client.mget([*version_keys, body_key]), None)
-        return cast(Optional[list[Optional[bytes]]], got)  # bytes: the client never decodes
+        return cast("Optional[list[Optional[bytes]]]", got)  # bytes: the client never decodes
 
     def init_versions(self, version_keys: Sequence[str]) -> Optional[list[bytes]]:
         """Current values of `version_keys`, creating the missing ones; None if unavailable."""
@@ -239,7 +239,7 @@ class RedisTier:
 
     def get_value(self, key: str) -> Optional[bytes]:
         """A plain value (not a cache entry); None when missing or Redis is unavailable."""
-        return cast(Optional[bytes], self._call(lambda: self.client.get(key), None))
+        return cast("Optional[bytes]", self._call(lambda: self.client.get(key), None))
 
     def set_value(self, key: str, value: bytes, ttl_s: int) -> None:
         """Store a plain value with a lifetime; does nothing when Redis is unavailable."""
